@@ -1,0 +1,58 @@
+"""Helpers for tests: the shared reference fixtures and NCHW↔NHWC."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+
+import numpy as np
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def shared_dir() -> pathlib.Path:
+  """``../shared`` beside the repo (or $RESTORECT_SHARED); fails if absent."""
+  path = pathlib.Path(os.environ.get('RESTORECT_SHARED', REPO.parent / 'shared'))
+  if not (path / 'parity' / 'index.json').is_file():
+    raise AssertionError(
+        f'The reference parity fixtures are missing: expected '
+        f'{path}/parity/index.json (the shared/ folder beside the repository, '
+        'or set RESTORECT_SHARED). Parity tests never skip.')
+  return path
+
+
+def parity_index() -> dict[str, dict]:
+  with open(shared_dir() / 'parity' / 'index.json') as f:
+    return {e['case']: e for e in json.load(f)}
+
+
+class Fixture:
+  """One recorded case: ``sd``, ``inputs`` (NHWC), ``outputs``, tolerances."""
+
+  def __init__(self, case: str, family: str = 'restorect'):
+    self.meta = parity_index()[case]
+    path = shared_dir() / 'parity' / family / f'{case}.npz'
+    with np.load(path, allow_pickle=False) as z:
+      data = {k: z[k] for k in z.files}
+    self.sd = {k[3:]: v for k, v in data.items() if k.startswith('sd/')}
+    self.raw = data
+
+  def get(self, name: str) -> np.ndarray:
+    """An ``in/``, ``noise/`` or ``out/`` array, images moved to NHWC."""
+    return to_nhwc(self.raw[name])
+
+  def tolerance(self, name: str) -> float:
+    return self.meta['tolerance_out'][name]
+
+
+def to_nhwc(a: np.ndarray) -> np.ndarray:
+  return a.transpose(0, 2, 3, 1) if a.ndim == 4 else a
+
+
+def assert_close(testcase, got, want, tol: float, what: str) -> None:
+  got = np.asarray(got, np.float64)
+  want = np.asarray(want, np.float64)
+  testcase.assertEqual(got.shape, want.shape, what)
+  err = float(np.max(np.abs(got - want))) if want.size else 0.0
+  testcase.assertLessEqual(err, tol, f'{what}: max|Δ| = {err:.3g} > {tol:.3g}')

@@ -1,9 +1,16 @@
 """Test-wide setup: 8 fake CPU devices and float32 matmuls, before JAX loads."""
 
 import os
+import tempfile
 
 os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=8')
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+# One XLA compilation cache for the session and the CLIs it starts: the
+# kill-and-resume and CLI tests compile the same programs several times.
+os.environ.setdefault('JAX_COMPILATION_CACHE_DIR',
+                      os.path.join(tempfile.gettempdir(),
+                                   'restorect_jax_test_xla_cache'))
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '1')
 
 import jax  # noqa: E402  pylint: disable=g-import-not-at-top
 

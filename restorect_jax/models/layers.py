@@ -215,20 +215,6 @@ class _SCLNBody(nn.Module):
     return (y * w).astype(self.dtype)
 
 
-class _WithBiasLNBody(nn.Module):
-  """Restormer's per-pixel LayerNorm over channels, weight and bias."""
-  dtype: Dtype = jnp.float32
-  param_dtype: Dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    c = x.shape[-1]
-    w = self.param('weight', nn.initializers.ones, (c,), self.param_dtype)
-    b = self.param('bias', nn.initializers.zeros, (c,), self.param_dtype)
-    y = layer_norm_last(x, 1e-5).astype(jnp.float32)
-    return (y * w + b).astype(self.dtype)
-
-
 LAYER_NORM_TYPES = ('SpatialChannel', 'WithBias')
 
 
@@ -247,7 +233,8 @@ class Norm(nn.Module):
     if self.layer_norm_type == 'SpatialChannel':
       return _SCLNBody(**kw)(x)
     if self.layer_norm_type == 'WithBias':
-      return _WithBiasLNBody(**kw)(x)
+      # Restormer's per-pixel LayerNorm over channels, weight and bias.
+      return LayerNorm(eps=1e-5, **kw)(x)
     raise ValueError(
         f'layer_norm_type must be one of {LAYER_NORM_TYPES}, got '
         f'{self.layer_norm_type!r}.')

@@ -122,10 +122,16 @@ class Student(_GConfig):
     """Condition vectors ``(c_rex, c_img)``, each (B, 256), layer-normed."""
     return self.rex_condition(rex_lq), self.img_condition(lq)
 
-  def velocities(self, x_rex, x_img, t_idx, c_rex, c_img):
-    """Predicted velocities ``(v_rex, v_img)`` for states at label t_idx."""
-    return (self.rex_denoise(x_rex, t_idx, c_rex),
-            self.img_denoise(x_img, t_idx, c_img))
+  def velocity(self, which: str, x: jax.Array, t_idx: jax.Array,
+               c: jax.Array) -> jax.Array:
+    """Velocity of the ``'rex'`` or ``'img'`` flow at states ``x``."""
+    net = {'rex': self.rex_denoise, 'img': self.img_denoise}[which]
+    return net(x, t_idx, c)
+
+  def restore_with_priors(self, lq: jax.Array, z_rex: jax.Array,
+                          z_img: jax.Array):
+    """G alone, with given priors (training uses the sampled ones)."""
+    return self.G(lq, z_rex, z_img)
 
   def sample_priors(self, lq: jax.Array, rex_lq: jax.Array,
                     noise_rex: jax.Array, noise_img: jax.Array,
@@ -145,8 +151,9 @@ class Student(_GConfig):
     b = lq.shape[0]
     layers.check_prior(noise_rex, b, PRIOR_DIM, 'noise_rex')
     layers.check_prior(noise_img, b, PRIOR_DIM, 'noise_img')
-    self.img_diffusion()
-    self.rex_diffusion()
+    if self.is_initializing():  # create the (unused) buffers once
+      self.img_diffusion()
+      self.rex_diffusion()
     c_rex, c_img = self.conditions(lq, rex_lq)
     z_rex = flow.euler_sample(
         lambda x, t: self.rex_denoise(x, t, c_rex), noise_rex, num_steps,

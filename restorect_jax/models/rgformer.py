@@ -23,6 +23,7 @@ from restorect_jax.models import layers
 Dtype = Any
 PRIOR_DIM = 256
 PRIOR_R_DIM = 192  # first 192 dims of z_rex drive reflectance, last 64 light
+DECODER_LEVELS = ('decoder_level3', 'decoder_level2', 'decoder_level1')
 
 
 def channel_attention(q: jax.Array, k: jax.Array, v: jax.Array,
@@ -207,6 +208,10 @@ class RGFormer(nn.Module):
           width, heads, self.ffn_expansion_factor, self.layer_norm_type,
           retinex=retinex, dtype=self.dtype, param_dtype=self.param_dtype,
           name=f'{name}.{i}')(x, z)
+    if name in DECODER_LEVELS:
+      # Read with ``apply(..., mutable=['intermediates'])`` (FLEX on decoder
+      # features, the paper's reading); a no-op otherwise.
+      self.sow('intermediates', name, x)
     return x
 
   @nn.compact

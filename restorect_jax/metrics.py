@@ -1,0 +1,296 @@
+"""Host-side PSNR / SSIM in the BasicSR conventions (spec §5).
+
+Everything here is NumPy on the host, in float64. Images are ``(H, W, C)``
+(or ``(H, W)``) arrays on the uint8 scale, i.e. values in [0, 255] with a data
+range of 255, as BasicSR's ``calculate_psnr`` / ``calculate_ssim`` expect.
+
+Two flavours matter for matching the reference numbers:
+
+* Quantisation (:func:`to_uint8`): BasicSR's ``tensor2img`` *rounds*
+  ``x * 255`` (``mode='round'``, used for validation during training); the
+  RestoRect test script *truncates* with ``(x * 255).astype(uint8)``
+  (``mode='truncate'``).
+* The Y channel (:func:`rgb_to_y`): BasicSR's ``bgr2ycbcr(y_only=True)``
+  expects BGR, but RestoRect's ``evals/evaluation.py`` feeds it RGB arrays, so
+  the published "Y" numbers use swapped R/B weights (``swapped=True``).
+
+The published evaluation protocol is therefore
+``psnr(pred, gt, crop_border=5, y_channel=True, swapped_y=True)`` (after the
+256x256 resize and mean/variance correction that the script also does, which
+is not part of this module). BasicSR does the Y conversion in float32; here it
+is float64, which moves PSNR by at most ~1e-5 dB.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Literal
+
+import numpy as np
+
+# BT.601 "studio swing" luma weights on [0, 255] values, in R, G, B order, as
+# in BasicSR's ``bgr2ycbcr`` (which lists them as B, G, R = 24.966, 128.553,
+# 65.481). Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255.
+_Y_WEIGHTS_RGB = np.array([65.481, 128.553, 24.966], np.float64)
+
+# SSIM constants (Wang et al. 2004, as in BasicSR): K1 = 0.01, K2 = 0.03 on a
+# data range of 255.
+_SSIM_C1 = (0.01 * 255.0) ** 2
+_SSIM_C2 = (0.03 * 255.0) ** 2
+_SSIM_KSIZE = 11
+_SSIM_SIGMA = 1.5
+
+
+def to_uint8(img: np.ndarray,
+             mode: Literal['round', 'truncate'] = 'round') -> np.ndarray:
+  """Quantises a [0, 1] float image to uint8 after clipping to [0, 1].
+
+  ``x * 255`` is computed in the input's float precision (float32 stays
+  float32, as in both references), so edge cases such as ``k + 0.5`` land
+  where the reference lands. ``'round'`` uses NumPy's round-half-to-even like
+  ``tensor2img``'s ``np.round``. NaNs become 0. uint8 input is returned as a
+  copy unchanged.
+
+  Args:
+    img: Image of any shape, floats nominally in [0, 1] (or uint8).
+    mode: ``'round'`` (BasicSR ``tensor2img``) or ``'truncate'`` (the
+      RestoRect test script's ``(x * 255).astype(np.uint8)``).
+
+  Returns:
+    A uint8 array of the same shape.
+  """
+  if mode not in ('round', 'truncate'):
+    raise ValueError(f"mode must be 'round' or 'truncate', got {mode!r}.")
+  x = np.asarray(img)
+  if x.dtype == np.uint8:
+    return x.copy()
+  if not np.issubdtype(x.dtype, np.floating):
+    x = x.astype(np.float64)
+  x = np.clip(np.nan_to_num(x, nan=0.0), 0.0, 1.0)
+  x = x * x.dtype.type(255.0)
+  if mode == 'round':
+    x = np.round(x)
+  # Values are in [0, 255] after the clip, so the cast truncates toward zero.
+  return x.astype(np.uint8)
+
+
+def rgb_to_y(img: np.ndarray, swapped: bool = False) -> np.ndarray:
+  """BT.601 luma on the [0, 255] scale, as BasicSR's ``bgr2ycbcr(y_only=True)``.
+
+  ``Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255`` for an RGB input.
+  ``swapped=True`` reproduces the references, which passed RGB arrays into the
+  BGR function: ``Y' = 16 + (24.966 R + 128.553 G + 65.481 B) / 255``.
+
+  Args:
+    img: ``(..., 3)`` RGB image, uint8 or float on the [0, 255] scale.
+    swapped: Swap the R and B weights (the references' behaviour).
+
+  Returns:
+    ``(...)`` float64 Y values, nominally in [16, 235].
+  """
+  x = np.asarray(img, np.float64)
+  if x.shape[-1] != 3:
+    raise ValueError(f'rgb_to_y needs 3 channels last, got shape {x.shape}.')
+  w = _Y_WEIGHTS_RGB[::-1] if swapped else _Y_WEIGHTS_RGB
+  return x @ (w / 255.0) + 16.0
+
+
+def _prepare(a: np.ndarray, b: np.ndarray, crop_border: int, y_channel: bool,
+             swapped_y: bool) -> tuple[np.ndarray, np.ndarray]:
+  """Checks shapes, crops borders, optionally converts to Y; HWC float64."""
+  a = np.asarray(a)
+  b = np.asarray(b)
+  if a.shape != b.shape:
+    raise ValueError(f'Image shapes differ: {a.shape} vs {b.shape}.')
+  if a.ndim == 2:
+    a, b = a[..., None], b[..., None]
+  if a.ndim != 3:
+    raise ValueError(f'Expected (H, W) or (H, W, C) images, got {a.shape}.')
+  if crop_border < 0:
+    raise ValueError(f'crop_border must be >= 0, got {crop_border}.')
+  if crop_border:
+    a = a[crop_border:-crop_border, crop_border:-crop_border]
+    b = b[crop_border:-crop_border, crop_border:-crop_border]
+  if a.shape[0] == 0 or a.shape[1] == 0:
+    raise ValueError('crop_border leaves an empty image.')
+  a = a.astype(np.float64)
+  b = b.astype(np.float64)
+  if y_channel and a.shape[-1] == 3:
+    a = rgb_to_y(a, swapped_y)[..., None]
+    b = rgb_to_y(b, swapped_y)[..., None]
+  return a, b
+
+
+def psnr(a: np.ndarray, b: np.ndarray, *, crop_border: int = 0,
+         y_channel: bool = False, swapped_y: bool = False) -> float:
+  """PSNR in dB with data range 255, as BasicSR's ``calculate_psnr``.
+
+  Args:
+    a: ``(H, W, C)`` or ``(H, W)`` image on the uint8 scale.
+    b: Image of the same shape.
+    crop_border: Pixels removed from each side before the comparison.
+    y_channel: Compare the BT.601 Y channel (3-channel inputs only; other
+      channel counts are compared as they are, like BasicSR).
+    swapped_y: With ``y_channel``, use the references' R/B-swapped weights.
+
+  Returns:
+    The PSNR; ``inf`` for identical images.
+  """
+  a, b = _prepare(a, b, crop_border, y_channel, swapped_y)
+  mse = float(np.mean((a - b) ** 2))
+  if mse == 0.0:
+    return math.inf
+  return 10.0 * math.log10(255.0 ** 2 / mse)
+
+
+def _gaussian_kernel1d(ksize: int = _SSIM_KSIZE,
+                       sigma: float = _SSIM_SIGMA) -> np.ndarray:
+  """Normalised 1-D Gaussian (as ``cv2.getGaussianKernel(11, 1.5)``)."""
+  r = np.arange(ksize, dtype=np.float64) - (ksize - 1) / 2.0
+  k = np.exp(-(r ** 2) / (2.0 * sigma ** 2))
+  return k / k.sum()
+
+
+def _filter_valid(x: np.ndarray, k: np.ndarray) -> np.ndarray:
+  """Separable 2-D correlation of ``x`` (H, W) with ``outer(k, k)``, 'valid'.
+
+  Equals ``cv2.filter2D(x, -1, outer(k, k))[r:-r, r:-r]`` for a kernel of
+  radius ``r``: the border handling of ``filter2D`` never reaches the kept
+  region.
+  """
+  n = k.shape[0]
+  h, w = x.shape[0] - n + 1, x.shape[1] - n + 1
+  rows = np.zeros((h, x.shape[1]), np.float64)
+  for i in range(n):
+    rows += k[i] * x[i:i + h]
+  out = np.zeros((h, w), np.float64)
+  for j in range(n):
+    out += k[j] * rows[:, j:j + w]
+  return out
+
+
+def ssim_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+  """BasicSR's per-pixel SSIM map of two 2-D float images (valid region).
+
+  Args:
+    a: ``(H, W)`` image on the [0, 255] scale; H, W >= 11.
+    b: Image of the same shape.
+
+  Returns:
+    ``(H - 10, W - 10)`` float64 SSIM values.
+  """
+  a = np.asarray(a, np.float64)
+  b = np.asarray(b, np.float64)
+  if a.ndim != 2 or a.shape != b.shape:
+    raise ValueError(f'Expected two equal 2-D images, got {a.shape}, '
+                     f'{b.shape}.')
+  if min(a.shape) < _SSIM_KSIZE:
+    raise ValueError(f'SSIM needs images of at least {_SSIM_KSIZE}x'
+                     f'{_SSIM_KSIZE} (after cropping), got {a.shape}.')
+  k = _gaussian_kernel1d()
+  mu1 = _filter_valid(a, k)
+  mu2 = _filter_valid(b, k)
+  mu1_sq, mu2_sq, mu1_mu2 = mu1 * mu1, mu2 * mu2, mu1 * mu2
+  sigma1_sq = _filter_valid(a * a, k) - mu1_sq
+  sigma2_sq = _filter_valid(b * b, k) - mu2_sq
+  sigma12 = _filter_valid(a * b, k) - mu1_mu2
+  num = (2.0 * mu1_mu2 + _SSIM_C1) * (2.0 * sigma12 + _SSIM_C2)
+  den = (mu1_sq + mu2_sq + _SSIM_C1) * (sigma1_sq + sigma2_sq + _SSIM_C2)
+  return num / den
+
+
+def ssim(a: np.ndarray, b: np.ndarray, *, crop_border: int = 0,
+         y_channel: bool = False, swapped_y: bool = False) -> float:
+  """SSIM as BasicSR's ``calculate_ssim``: per channel, then averaged.
+
+  11x11 Gaussian window (sigma 1.5), statistics on the 'valid' region only
+  (5 pixels lost on every side), C1 = (0.01 * 255)^2, C2 = (0.03 * 255)^2,
+  population (biased) variances.
+
+  Args:
+    a: ``(H, W, C)`` or ``(H, W)`` image on the uint8 scale.
+    b: Image of the same shape.
+    crop_border: Pixels removed from each side before the comparison.
+    y_channel: Compare the BT.601 Y channel (3-channel inputs only).
+    swapped_y: With ``y_channel``, use the references' R/B-swapped weights.
+
+  Returns:
+    The mean SSIM (1.0 for identical images).
+  """
+  a, b = _prepare(a, b, crop_border, y_channel, swapped_y)
+  vals = [ssim_map(a[..., c], b[..., c]).mean() for c in range(a.shape[-1])]
+  return float(np.mean(vals))
+
+
+def psnr_ssim(a: np.ndarray, b: np.ndarray, *, crop_border: int = 0,
+              y_channel: bool = False,
+              swapped_y: bool = False) -> dict[str, float]:
+  """``{'psnr': ..., 'ssim': ...}`` with the same options for both."""
+  kw = dict(crop_border=crop_border, y_channel=y_channel, swapped_y=swapped_y)
+  return {'psnr': psnr(a, b, **kw), 'ssim': ssim(a, b, **kw)}
+
+
+class MetricAverager:
+  """Accumulates per-image metric values and reports mean / std / count.
+
+  Each metric name keeps its own list, so metrics may be added for a subset
+  of the images. The std is the population std (``ddof=0``). Non-finite
+  values (e.g. an ``inf`` PSNR for a perfect image) are kept and propagate
+  into the mean, as ``np.mean`` would.
+
+  Example::
+
+    avg = MetricAverager()
+    for out, gt in pairs:
+      avg.update(psnr=psnr(out, gt), ssim=ssim(out, gt))
+    avg.mean()  # {'psnr': 23.1, 'ssim': 0.84}
+  """
+
+  def __init__(self) -> None:
+    self._values: dict[str, list[float]] = {}
+
+  def update(self, values: Mapping[str, float] | None = None,
+             **kwargs: float) -> None:
+    """Adds one value per given metric name (from a mapping and/or kwargs)."""
+    merged = dict(values or {}, **kwargs)
+    for name, v in merged.items():
+      self._values.setdefault(name, []).append(float(v))
+
+  def reset(self) -> None:
+    """Forgets every value."""
+    self._values.clear()
+
+  @property
+  def names(self) -> list[str]:
+    """Metric names in first-seen order."""
+    return list(self._values)
+
+  def values(self, name: str) -> np.ndarray:
+    """All values recorded for ``name`` (float64, in insertion order)."""
+    return np.asarray(self._values[name], np.float64)
+
+  def count(self, name: str) -> int:
+    """Number of values recorded for ``name`` (0 if never seen)."""
+    return len(self._values.get(name, ()))
+
+  def mean(self) -> dict[str, float]:
+    """Mean of every metric."""
+    return {k: float(np.mean(v)) for k, v in self._values.items()}
+
+  def std(self) -> dict[str, float]:
+    """Population standard deviation of every metric."""
+    return {k: float(np.std(v)) for k, v in self._values.items()}
+
+  def summary(self) -> dict[str, float]:
+    """Flat dict: ``name`` -> mean, ``name_std`` -> std, ``name_n`` -> count."""
+    out: dict[str, float] = {}
+    for k, v in self._values.items():
+      out[k] = float(np.mean(v))
+      out[f'{k}_std'] = float(np.std(v))
+      out[f'{k}_n'] = float(len(v))
+    return out
+
+  def __len__(self) -> int:
+    """The largest count over all metrics."""
+    return max((len(v) for v in self._values.values()), default=0)

@@ -1,0 +1,79 @@
+"""Optimizers and learning-rate schedules of the reference (spec §4)."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+
+def cosine_restart_cyclic(base_lr: float, periods: Sequence[int],
+                          restart_weights: Sequence[float],
+                          eta_mins: Sequence[float]) -> optax.Schedule:
+  """BasicSR ``CosineAnnealingRestartCyclicLR``.
+
+  In cycle i (start s_i, length p_i): ``lr = eta_min_i + w_i (base - eta_min_i)
+  (1 + cos(π (step - s_i) / p_i)) / 2``. With the reference's S1 settings the
+  first cycle *rises* from 2e-4 to 2.55e-4 (eta_min above the base lr) and
+  the second decays to 1e-6. Past the last cycle the lr stays at its end.
+  """
+  if not len(periods) == len(restart_weights) == len(eta_mins):
+    raise ValueError('periods, restart_weights and eta_mins must have the '
+                     'same length.')
+  starts = [0]
+  for p in periods[:-1]:
+    starts.append(starts[-1] + p)
+  starts_a = jnp.asarray(starts)
+  periods_a = jnp.asarray(periods, jnp.float32)
+  weights_a = jnp.asarray(restart_weights, jnp.float32)
+  mins_a = jnp.asarray(eta_mins, jnp.float32)
+
+  def schedule(step):
+    step = jnp.asarray(step)
+    i = jnp.clip(jnp.sum(step >= starts_a) - 1, 0, len(periods) - 1)
+    frac = jnp.minimum((step - starts_a[i]) / periods_a[i], 1.0)
+    return mins_a[i] + weights_a[i] * 0.5 * (base_lr - mins_a[i]) * (
+        1.0 + jnp.cos(math.pi * frac))
+
+  return schedule
+
+
+def step_decay(base_lr: float, every: int, gamma: float) -> optax.Schedule:
+  """``base_lr * gamma ** (count // every)`` (the S2 per-phase schedules)."""
+  def schedule(count):
+    return base_lr * gamma ** (jnp.asarray(count) // every).astype(
+        jnp.float32)
+  return schedule
+
+
+def trainable_mask(params: Any, patterns: Sequence[str]) -> Any:
+  """True for leaves whose dotted path matches any regex in ``patterns``."""
+  def label(path, _):
+    name = '.'.join(str(getattr(p, 'key', p)) for p in path)
+    return any(re.search(p, name) for p in patterns)
+  return jax.tree_util.tree_map_with_path(label, params)
+
+
+def adamw(schedule: optax.Schedule, cfg: ml_collections.ConfigDict,
+          params: Any, trainable: Sequence[str] | None = None
+          ) -> optax.GradientTransformation:
+  """AdamW (weight decay 0 in the reference) on the ``trainable`` leaves.
+
+  Frozen leaves get zero updates and no optimizer moments.
+  """
+  tx = optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
+                   weight_decay=cfg.weight_decay)
+  if cfg.get('grad_clip_norm'):
+    tx = optax.chain(optax.clip_by_global_norm(cfg.grad_clip_norm), tx)
+  if trainable is None:
+    return tx
+  mask = trainable_mask(params, trainable)
+  labels = jax.tree.map(lambda m: 'train' if m else 'frozen', mask)
+  return optax.multi_transform({'train': tx, 'frozen': optax.set_to_zero()},
+                               labels)

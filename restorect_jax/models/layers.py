@@ -8,7 +8,7 @@ that a Flax parameter path joined with ``.`` is the PyTorch state-dict key
 
 Speed rules (measured in ``shared/spec/stack.md`` §2i): 1×1 convolutions are
 einsums, depthwise 3×3 convolutions are a sum of nine shifted slices (never
-``feature_group_count``), only dense k×k convolutions use ``lax.conv``.
+a grouped ``lax.conv``), only dense k×k convolutions use ``lax.conv``.
 """
 
 from __future__ import annotations

@@ -133,8 +133,9 @@ def demo_config(stage: str, *, s1_steps: int = 300, s2_steps: int = 300,
   """The CPU demo's settings (``configs/demo.py``, ``restorect_jax.demo``).
 
   Deviations from the reference, for minutes-long runs: the ``demo`` variant
-  (dim 16, one block per level, one ResBlock), 16×16 patches (XLA:CPU's
-  backward of this network costs 7× more at 32² than at 16²), batch 8, lr
+  (dim 16, one block per level, one ResBlock), 16×16 patches (on XLA:CPU a
+  training step of this network costs ~10x its forward: the G backward for
+  batch 4 takes 100 / 212 / 869 ms at 16² / 32² / 64²), batch 8, lr
   1e-3 with one cosine cycle (S1) or constant (S2), few steps, and EMA
   decay 0.99 (with 0.999, 300 steps leave the EMA weights 74 % at their
   initial values: 0.999^300 ≈ 0.74).

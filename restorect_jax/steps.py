@@ -131,8 +131,11 @@ def student_loss(params, batch, frozen, rng, *, phase: int,
   k_rex, k_img = jax.random.split(keys[4])
   noise_rex = jax.random.normal(k_rex, z_rex.shape)
   noise_img = jax.random.normal(k_img, z_img.shape)
-  zh_rex, zh_img = student.apply(sv, lq, rex_lq, noise_rex, noise_img,
-                                 config.rf_steps, method='sample_priors')
+  # The conditions computed above feed the sampler too (the reference
+  # recomputes them from the same input; the values are identical).
+  zh_rex, zh_img = student.apply(sv, c_rex, c_img, noise_rex, noise_img,
+                                 config.rf_steps,
+                                 method='sample_from_conditions')
   if not sw.kd_gradient:
     zh_rex, zh_img = sg(zh_rex), sg(zh_img)
   kd_kl, kd_l1 = losses.kd_loss([z_rex, z_img], [zh_rex, zh_img],

@@ -155,6 +155,14 @@ class Student(_GConfig):
       self.img_diffusion()
       self.rex_diffusion()
     c_rex, c_img = self.conditions(lq, rex_lq)
+    return self.sample_from_conditions(c_rex, c_img, noise_rex, noise_img,
+                                       num_steps)
+
+  def sample_from_conditions(self, c_rex: jax.Array, c_img: jax.Array,
+                             noise_rex: jax.Array, noise_img: jax.Array,
+                             num_steps: int = 5
+                             ) -> tuple[jax.Array, jax.Array]:
+    """The Euler loops of :meth:`sample_priors` for given conditions."""
     z_rex = flow.euler_sample(
         lambda x, t: self.rex_denoise(x, t, c_rex), noise_rex, num_steps,
         self.timesteps)

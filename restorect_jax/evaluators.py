@@ -10,7 +10,6 @@ validates during training. Student predictions draw their prior noise from
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -18,12 +17,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from restorect_jax import inference
 from restorect_jax import metrics
 from restorect_jax import steps as steps_lib
 from restorect_jax.models import layers
-from restorect_jax.models.rgformer import PRIOR_DIM
 
 Predict = Callable[[int, np.ndarray, np.ndarray], np.ndarray]
+
+
+# Jitted once per process; the modules and step count are static (hashable
+# Flax dataclasses), so repeated evals during training reuse the compilation.
+_teacher_predict = jax.jit(steps_lib.teacher_predict,
+                           static_argnames=('teacher', 'decom'))
+_student_predict = jax.jit(steps_lib.student_predict,
+                           static_argnames=('student', 'decom', 'rf_steps'))
 
 
 def make_predict(kind: str, params: Any, frozen: dict[str, Any], *,
@@ -37,24 +44,22 @@ def make_predict(kind: str, params: Any, frozen: dict[str, Any], *,
   if kind == 'input':
     return lambda i, lq, gt: lq
   if kind == 'teacher':
-    fn = jax.jit(functools.partial(steps_lib.teacher_predict, teacher=teacher,
-                                   decom=decom))
     def predict(i, lq, gt):
       x, (h, w) = layers.reflect_pad_to_multiple(jnp.asarray(lq)[None], 8)
       g, _ = layers.reflect_pad_to_multiple(jnp.asarray(gt)[None], 8)
-      return np.asarray(fn(params, x, g, frozen))[0, :h, :w]
+      out = _teacher_predict(params, x, g, frozen, teacher=teacher,
+                             decom=decom)
+      return np.asarray(out)[0, :h, :w]
     return predict
   if kind == 'student':
-    fn = jax.jit(functools.partial(steps_lib.student_predict, student=student,
-                                   decom=decom, rf_steps=rf_steps))
     root = jax.random.PRNGKey(seed)
     def predict(i, lq, gt):
       del gt
       x, (h, w) = layers.reflect_pad_to_multiple(jnp.asarray(lq)[None], 8)
-      k_rex, k_img = jax.random.split(jax.random.fold_in(root, i))
-      nr = jax.random.normal(k_rex, (1, PRIOR_DIM))
-      ni = jax.random.normal(k_img, (1, PRIOR_DIM))
-      return np.asarray(fn(params, x, frozen, nr, ni))[0, :h, :w]
+      nr, ni = inference.draw_prior_noise(jax.random.fold_in(root, i), 1)
+      out = _student_predict(params, x, frozen, nr, ni, student=student,
+                             decom=decom, rf_steps=rf_steps)
+      return np.asarray(out)[0, :h, :w]
     return predict
   raise ValueError(f'Unknown predictor {kind!r}.')
 

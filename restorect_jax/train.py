@@ -202,11 +202,12 @@ def _metadata(config, teacher_info) -> dict[str, Any]:
           'teacher': teacher_info}
 
 
-def _eval_and_log(config, models, state, frozen, records, writer, step,
+def _eval_and_log(config, models, params, frozen, records, writer, step,
                   workdir) -> dict[str, Any]:
+  """Evaluates ``params`` (the EMA parameters) and logs the results."""
   kind = 'teacher' if config.stage == 's1' else 'student'
   predict = evaluators.make_predict(
-      kind, state.ema_params, frozen, teacher=models['teacher'],
+      kind, params, frozen, teacher=models['teacher'],
       student=models['student'], decom=models['decom'],
       rf_steps=config.rf_steps, seed=config.seed)
   res = evaluators.evaluate(predict, records,
@@ -319,11 +320,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
     if records is not None and ((config.eval_steps and
                                  done % config.eval_steps == 0) or
                                 done == config.total_steps):
-      result = _eval_and_log(config, models, state, frozen, records, writer,
-                             done, workdir)
+      result = _eval_and_log(config, models, state.ema_params, frozen,
+                             records, writer, done, workdir)
   if records is not None and not result and start >= config.total_steps:
-    result = _eval_and_log(config, models, state, frozen, records, writer,
-                           start, workdir)
+    result = _eval_and_log(config, models, state.ema_params, frozen,
+                           records, writer, start, workdir)
   writer.close()
   ckpt.close()
   return result
@@ -339,10 +340,8 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str
   models = build_models(config)
   frozen = frozen_decoms(config, workdir)
   ema, meta = checkpointing.load_params(workdir)
-  state = TrainState(step=jnp.asarray(meta['step']), params=ema,
-                     ema_params=ema, opt_state={}, rng=jnp.zeros(2), tx={})
   writer = metric_writers.MetricWriter(workdir)
-  res = _eval_and_log(config, models, state, frozen, records, writer,
+  res = _eval_and_log(config, models, ema, frozen, records, writer,
                       meta['step'], workdir)
   writer.close()
   return res

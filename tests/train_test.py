@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import functools
-import os
-import pathlib
 import sys
-import tempfile
 
 from absl.testing import absltest
 from absl.testing import parameterized

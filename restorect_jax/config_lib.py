@@ -103,6 +103,7 @@ def base_config(stage: str, dataset: str) -> ml_collections.ConfigDict:
   c.keep_ckpts = 3
   c.eval_steps = 5_000
   c.eval_max_images = 0  # 0: the whole eval split
+  c.eval_crop_border = 0  # the 'standard' protocol during training
   c.decom_init = ml_collections.ConfigDict(dict(low='', high=''))
   c.teacher_init = ''
   return c
@@ -165,3 +166,135 @@ def demo_config(stage: str, *, s1_steps: int = 300, s2_steps: int = 300,
     c.schedule = dict(kind='s2_steps', phase1_every=10**9, phase1_gamma=0.1,
                       phase2_every=10**9, phase2_gamma=0.5)
   return c
+
+
+# ----------------------------------------------------------------------------
+# IR-Flow (spec irflow.md §6–§7).
+# ----------------------------------------------------------------------------
+
+# Per task: folders relative to input.data_dir (train lq, train gt, eval lq,
+# eval gt; the reference configs' layouts), lr, milestones (×0.5), MSC
+# weight, the test sweep of Euler steps, and the σ of synthesised Gaussian
+# noise on [0, 1] data (denoising: lq = gt + σ·N(0, 1), fresh every step).
+IRFLOW_TASKS = {
+    'derain': dict(
+        folders=('trainL/LQ', 'trainL/GT', 'testL/LQ', 'testL/GT'),
+        lr=1e-4, milestones=(200_000, 400_000, 600_000), msc_weight=0.3,
+        sweep=(1, 2, 3, 4, 5, 10, 20, 50), noise_sigma=0.0),
+    'raindrop': dict(
+        folders=('train/RainDrop/input', 'train/RainDrop/target',
+                 'test/RainDrop/input', 'test/RainDrop/target'),
+        lr=1e-4, milestones=(200_000, 400_000, 600_000), msc_weight=0.3,
+        sweep=(1, 2, 3, 4, 5, 10, 20, 50), noise_sigma=0.0),
+    'denoise': dict(
+        folders=('train/DFWB', 'train/DFWB', 'test/CBSD68', 'test/CBSD68'),
+        lr=1e-4, milestones=(200_000, 400_000, 600_000), msc_weight=0.3,
+        sweep=(1, 2, 3, 4, 5, 10, 50), noise_sigma=25.0 / 255.0),
+    'dehaze': dict(
+        folders=('train/hazy', 'train/GT', 'test/hazy', 'test/GT'),
+        lr=1e-4, milestones=(200_000, 400_000, 600_000), msc_weight=0.3,
+        sweep=(1, 2, 3, 4, 5, 10, 20, 50), noise_sigma=0.0),
+    'deblur': dict(
+        folders=('train/input_crops', 'train/target_crops', 'test/input',
+                 'test/target'),
+        lr=2e-4, milestones=(100_000, 400_000, 600_000), msc_weight=0.2,
+        sweep=(1, 2, 3, 4, 5, 10, 50), noise_sigma=0.0),
+    # The reference pairs x4-smaller LR crops with HR crops and has no
+    # upsampler: the LR images must be pre-upsampled to HR size.
+    'sr': dict(
+        folders=('DIV2K_train_LR_unknown/X4', 'DIV2K_train_HR',
+                 'DIV2K_valid_LR_unknown/X4', 'DIV2K_valid_HR'),
+        lr=2e-4, milestones=(100_000, 200_000, 400_000, 600_000),
+        msc_weight=0.3, sweep=(1, 2, 3, 4, 5, 10, 20, 50), noise_sigma=0.0),
+    # CPU demo: denoising (σ 25) on the bundled demo photos' clean halves.
+    'demo': dict(
+        folders=('train/high', 'train/high', 'test/high', 'test/high'),
+        lr=1e-3, milestones=(), msc_weight=0.3, sweep=(1, 2, 4),
+        noise_sigma=25.0 / 255.0),
+}
+
+
+def irflow_config(task: str) -> ml_collections.ConfigDict:
+  """Full-size IR-Flow settings of a task (spec irflow.md §6–§7)."""
+  if task not in IRFLOW_TASKS:
+    raise ValueError(f'Unknown IR-Flow task {task!r}; known: '
+                     f'{sorted(IRFLOW_TASKS)}.')
+  t = IRFLOW_TASKS[task]
+  c = base_config('irflow', 'folder' if task != 'demo' else 'demo')
+  for key in ('losses', 'switches', 'decom_init', 'teacher_init',
+              'phase1_steps'):
+    del c[key]
+  del c.optim['ema_decay']
+  c.model = ml_collections.ConfigDict(dict(
+      name='irflow', variant='default', dtype='float32',
+      param_dtype='float32'))
+  lq, gt, elq, egt = t['folders']
+  c.input.update(dict(
+      dataset=task if task != 'demo' else 'demo', lq_dir=lq, gt_dir=gt,
+      eval_lq_dir=elq, eval_gt_dir=egt, patch_size=256, batch_size=8,
+      mini_batch_sizes=(8,), gt_sizes=(256,), stage_steps=(700_000,)))
+  c.optim.update(dict(lr=t['lr'], b1=0.9, b2=0.99, eps=1e-8,
+                      weight_decay=0.0))
+  c.schedule = dict(kind='multistep', milestones=t['milestones'], gamma=0.5)
+  c.irflow = ml_collections.ConfigDict(dict(
+      task=task,
+      cumulative=True,          # isXT: target x_t - x_gt; False: x_lq - x_gt
+      base=False,               # time-free discriminative baseline (UNet)
+      loss_kind='l2',           # l1 | l2 | sl1 | ssim
+      match_weight=1.0,
+      msc_mode='reference',     # no gradient, as released; 'paper' | 'off'
+      msc_weight=t['msc_weight'],
+      noise_sigma=t['noise_sigma'],
+      channel_order='bgr',      # the reference feeds B, G, R; 'rgb'
+      sampler='euler',          # euler (Euler-1) | heun | standard_euler
+      eval_params='ema',        # the reference evaluates online weights
+      ema=dict(beta=0.995, update_every=10, update_after_step=100),
+  ))
+  c.rf_steps = 1               # train-time validation: 1 step (reference)
+  c.rf_sweep = t['sweep']
+  c.eval_crop_border = 1       # IR-Flow's test.py metric flavour
+  c.total_steps = 700_000
+  c.ckpt_steps = 10_000
+  c.eval_steps = 10_000
+  c.log_training_steps = 100
+  return c
+
+
+def irflow_demo(c: ml_collections.ConfigDict, steps: int = 300) -> None:
+  """CPU demo sizes: the ``small`` UNet (nf 16), 32² patches, batch 8.
+
+  Deviations from the reference for a minutes-long run: nf 16, 32×32
+  patches, lr 1e-3 without decay, EMA warm-up shortened (update every step
+  after step 20), MSC off (it only changes the logged loss in reference mode
+  and costs up to 10 extra forward passes), evaluation on 4 images.
+  """
+  c.model.variant = 'small'
+  c.input.patch_size = 32
+  c.input.batch_size = 8
+  c.input.mini_batch_sizes = (8,)
+  c.input.gt_sizes = (32,)
+  c.input.stage_steps = (steps,)
+  c.total_steps = steps
+  c.irflow.msc_mode = 'off'
+  c.irflow.ema = dict(beta=0.99, update_every=1, update_after_step=20)
+  c.log_training_steps = 25
+  c.ckpt_steps = 100
+  c.eval_steps = 0
+  c.eval_max_images = 4
+  c.keep_ckpts = 2
+
+
+def shrink_irflow_for_local(c: ml_collections.ConfigDict) -> None:
+  """Tiny IR-Flow smoke-run settings (nf 4, 32² patches, 4 steps)."""
+  c.model.variant = 'tiny'
+  c.input.patch_size = 32
+  c.input.batch_size = 2
+  c.input.mini_batch_sizes = (2,)
+  c.input.gt_sizes = (32,)
+  c.input.stage_steps = (4,)
+  c.total_steps = 4
+  c.log_training_steps = 1
+  c.ckpt_steps = 2
+  c.eval_steps = 0
+  c.eval_max_images = 1
+  c.irflow.ema = dict(beta=0.995, update_every=1, update_after_step=1)

@@ -9,6 +9,10 @@ layout rules and a few reference quirks:
   everything else unchanged — so the round trip is bit-exact;
 * BasicSR wrappers ``{'params': sd, 'params_ema': sd}`` (EMA by default) and
   Reti-Diff's ``{'state_dict': {'model_R': sd}}``;
+* a ``module.`` prefix on every key (``DataParallel`` / DDP checkpoints) is
+  stripped;
+* IR-Flow's gain-only LayerNorm gains (keys ending in ``.g``): PyTorch
+  (1, C, 1, 1) ↔ Flax (C,);
 * alias keys of the students: ``{img,rex}_diffusion.model.*`` =
   ``{img,rex}_denoise.*`` and ``{img,rex}_diffusion.condition.*`` =
   ``{img,rex}_condition.*`` (checked equal, then dropped; written back on
@@ -29,6 +33,8 @@ CLI::
       --output /tmp/flax_ckpt
   python -m restorect_jax.convert --model interface --input /tmp/flax_ckpt \
       --output net_g_roundtrip.npz
+  python -m restorect_jax.convert --model irflow --input irflow_derain.pth \
+      --output /tmp/irflow_ckpt
 """
 
 from __future__ import annotations
@@ -48,6 +54,9 @@ _COLLECTIONS = ('params', 'buffers')
 _ALIAS_RE = re.compile(r'^(img|rex)_diffusion\.(model|condition)\.(.*)$')
 _ALIAS_TARGET = {'model': 'denoise', 'condition': 'condition'}
 _SHARED_RE = re.compile(r'^(.*\bE_)I(\.\d+\.body\..*)$')
+# IR-Flow's gain-only LayerNorm gains, stored (1, C, 1, 1) by PyTorch.
+_GAIN_RE = re.compile(r'(^|\.)g$')
+_DATA_PARALLEL_PREFIX = 'module.'
 
 # Presets per model: keys allowed to be unmapped (dropped) and flax leaves
 # allowed to be missing (kept at their init value).
@@ -57,6 +66,9 @@ PRESETS: dict[str, dict[str, tuple[str, ...]]] = {
     'interface': {'allow_unmapped': (r'^G\.decom\.',)},
     # The published DecomNet checkpoints lack the anisotropic-diffusion scale.
     'decomnet': {'allow_missing': (r'^anisotropic_diffusion\.s$',)},
+    # IR-Flow (spec irflow.md §10): ConditionalUNet and the time-free UNet.
+    'irflow': {},
+    'irflow_base': {},
 }
 
 
@@ -103,7 +115,16 @@ def unwrap_state_dict(obj: Mapping[str, Any], *, prefer: str = 'params_ema'
   elif 'state_dict' in obj and isinstance(obj['state_dict'], Mapping):
     inner = obj['state_dict']
     obj = inner['model_R'] if 'model_R' in inner else inner
-  return {str(k): _to_numpy(v, str(k)) for k, v in obj.items()}
+  sd = {str(k): _to_numpy(v, str(k)) for k, v in obj.items()}
+  return strip_data_parallel_prefix(sd)
+
+
+def strip_data_parallel_prefix(sd: Mapping[str, Any]) -> dict[str, Any]:
+  """Drops the ``module.`` prefix when every key has it (DataParallel/DDP)."""
+  p = _DATA_PARALLEL_PREFIX
+  while sd and all(k.startswith(p) for k in sd):
+    sd = {k[len(p):]: v for k, v in sd.items()}
+  return dict(sd)
 
 
 def load_state_dict(path: str, *, prefer: str = 'params_ema') -> ArrayDict:
@@ -171,7 +192,15 @@ def save_state_dict(sd: Mapping[str, np.ndarray], path: str, *,
 # ----------------------------------------------------------------------------
 
 
-def torch_to_flax_array(a: np.ndarray) -> np.ndarray:
+def _is_gain(key: str | None) -> bool:
+  return key is not None and _GAIN_RE.search(key) is not None
+
+
+def torch_to_flax_array(a: np.ndarray, key: str | None = None) -> np.ndarray:
+  """PyTorch layout → Flax layout (by rank; ``key`` enables the gain rule)."""
+  if (_is_gain(key) and a.ndim == 4 and
+      a.shape[0] == a.shape[2] == a.shape[3] == 1):
+    return np.ascontiguousarray(a.reshape(a.shape[1]))  # (1,C,1,1) → (C,)
   if a.ndim == 4:
     return np.ascontiguousarray(a.transpose(2, 3, 1, 0))
   if a.ndim == 2:
@@ -179,7 +208,10 @@ def torch_to_flax_array(a: np.ndarray) -> np.ndarray:
   return a
 
 
-def flax_to_torch_array(a: np.ndarray) -> np.ndarray:
+def flax_to_torch_array(a: np.ndarray, key: str | None = None) -> np.ndarray:
+  """Flax layout → PyTorch layout (inverse of :func:`torch_to_flax_array`)."""
+  if _is_gain(key) and a.ndim == 1:
+    return np.ascontiguousarray(a.reshape(1, a.shape[0], 1, 1))
   if a.ndim == 4:
     return np.ascontiguousarray(a.transpose(3, 2, 0, 1))
   if a.ndim == 2:
@@ -267,7 +299,7 @@ def torch_to_flax(sd: Mapping[str, np.ndarray], template: Mapping[str, Any],
         unmapped.append(key)
       continue
     path, leaf = targets[key]
-    value = torch_to_flax_array(value)
+    value = torch_to_flax_array(value, key)
     if tuple(value.shape) != tuple(leaf.shape):
       misshaped.append(
           f'{key}: got {tuple(value.shape)} (Flax layout), expected '
@@ -308,7 +340,7 @@ def flax_to_torch(variables: Mapping[str, Any], *,
   """
   sd = {}
   for key, (_, leaf) in flatten_variables(variables).items():
-    sd[key] = flax_to_torch_array(np.asarray(leaf))
+    sd[key] = flax_to_torch_array(np.asarray(leaf), key)
   for key, value in list(sd.items()):
     m = re.match(r'^(.*\bE_)R(\.\d+\.body\..*)$', key)
     if m:
@@ -338,8 +370,13 @@ def template_for(model_name: str, variant: str = 'default',
   img = jnp.zeros((1, 32, 32, 3), jnp.float32)
   rex = jnp.zeros((1, 32, 32, 4), jnp.float32)
   z = jnp.zeros((1, PRIOR_DIM), jnp.float32)
+  if model_name in ('irflow', 'irflow_base'):
+    side = 2 ** model.depth
+    img = jnp.zeros((1, side, side, model.in_nc), jnp.float32)
   args = {'teacher': (img, img, rex, rex), 'student': (img, rex, z, z),
-          'interface': (img, rex, z, z), 'decomnet': (img,)}[model_name]
+          'interface': (img, rex, z, z), 'decomnet': (img,),
+          'irflow': (img, jnp.zeros((1,), jnp.int32)),
+          'irflow_base': (img,)}[model_name]
   init = lambda: model.init(jax.random.key(0), *args)
   variables = init() if concrete else jax.eval_shape(init)
   return jax.tree.map(lambda x: x, dict(variables))
@@ -353,10 +390,10 @@ def run(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(
       prog='python -m restorect_jax.convert',
       description=(
-          'Convert RestoRect weights between PyTorch state dicts (.pth with '
-          'torch installed, or .npz of name -> array) and Flax variables '
-          '(an Orbax checkpoint directory). The direction follows --input: '
-          'a file is PyTorch, a directory is Flax.'))
+          'Convert RestoRect / IR-Flow weights between PyTorch state '
+          'dicts (.pth with torch installed, or .npz of name -> array) and '
+          'Flax variables (an Orbax checkpoint directory). The direction '
+          'follows --input: a file is PyTorch, a directory is Flax.'))
   parser.add_argument('--model', required=True, choices=sorted(PRESETS),
                       help='Which network the weights belong to.')
   parser.add_argument('--input', required=True,
@@ -364,7 +401,8 @@ def run(argv: list[str] | None = None) -> int:
   parser.add_argument('--output', required=True,
                       help='Flax directory, or .npz/.pth for PyTorch.')
   parser.add_argument('--variant', default='default',
-                      help='Model size variant (default, tiny, demo).')
+                      help='Model size variant: default, tiny, demo '
+                      '(RestoRect); default, small, tiny (IR-Flow).')
   parser.add_argument('--model_kwargs', default='{}',
                       help='JSON dict of model overrides, e.g. '
                       '\'{"layer_norm_type": "WithBias"}\'.')

@@ -31,6 +31,10 @@ _teacher_predict = jax.jit(steps_lib.teacher_predict,
                            static_argnames=('teacher', 'decom'))
 _student_predict = jax.jit(steps_lib.student_predict,
                            static_argnames=('student', 'decom', 'rf_steps'))
+_irflow_predict = jax.jit(
+    steps_lib.irflow_predict,
+    static_argnames=('model', 'num_steps', 'sampler', 'channel_order',
+                     'base'))
 
 
 def make_predict(kind: str, params: Any, frozen: dict[str, Any], *,
@@ -64,15 +68,35 @@ def make_predict(kind: str, params: Any, frozen: dict[str, Any], *,
   raise ValueError(f'Unknown predictor {kind!r}.')
 
 
+def make_irflow_predict(params: Any, model, *, num_steps: int,
+                        sampler: str = 'euler', channel_order: str = 'bgr',
+                        base: bool = False) -> Predict:
+  """``predict(index, lq, gt) -> out`` for an IR-Flow network.
+
+  The network reflect-pads to a multiple of 16 itself; the sampler is
+  deterministic (no noise), so the index is unused.
+  """
+  def predict(i, lq, gt):
+    del i, gt
+    out = _irflow_predict(params, jnp.asarray(lq)[None], model=model,
+                          num_steps=int(num_steps), sampler=sampler,
+                          channel_order=channel_order, base=base)
+    return np.asarray(out)[0]
+  return predict
+
+
 def evaluate(predict: Predict, records: Iterable[dict[str, Any]], *,
-             max_images: int = 0, keep_outputs: int = 0) -> dict[str, Any]:
-  """Standard-protocol PSNR / SSIM of ``predict`` over paired records.
+             max_images: int = 0, keep_outputs: int = 0,
+             crop_border: int = 0) -> dict[str, Any]:
+  """PSNR / SSIM (RGB, rounded uint8) of ``predict`` over paired records.
 
   Args:
-    predict: from :func:`make_predict`.
+    predict: from :func:`make_predict` or :func:`make_irflow_predict`.
     records: dicts with ``lq``, ``gt`` (H, W, 3) float in [0, 1], ``name``.
     max_images: stop after this many (0: all).
     keep_outputs: return the first N ``(name, lq, out, gt)`` for grids.
+    crop_border: pixels dropped on each side (0: the ``standard``
+      protocol; IR-Flow's test script uses 1).
 
   Returns:
     ``{'psnr', 'ssim', 'psnr_std', 'ssim_std', 'n', 'per_image',
@@ -89,8 +113,9 @@ def evaluate(predict: Predict, records: Iterable[dict[str, Any]], *,
     name = rec.get('name', str(i))
     if isinstance(name, bytes):
       name = name.decode()
-    rows.append({'name': str(name), 'psnr': metrics.psnr(o8, g8),
-                 'ssim': metrics.ssim(o8, g8)})
+    rows.append({'name': str(name),
+                 'psnr': metrics.psnr(o8, g8, crop_border=crop_border),
+                 'ssim': metrics.ssim(o8, g8, crop_border=crop_border)})
     if len(outputs) < keep_outputs:
       outputs.append((str(name), lq, out, gt))
   if not rows:

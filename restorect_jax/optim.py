@@ -77,3 +77,47 @@ def adamw(schedule: optax.Schedule, cfg: ml_collections.ConfigDict,
   labels = jax.tree.map(lambda m: 'train' if m else 'frozen', mask)
   return optax.multi_transform({'train': tx, 'frozen': optax.set_to_zero()},
                                labels)
+
+
+def multistep(base_lr: float, milestones: Sequence[int],
+              gamma: float = 0.5) -> optax.Schedule:
+  """BasicSR ``MultiStepLR_Restart`` without restarts (IR-Flow, spec §6).
+
+  ``base_lr * gamma ** #{m : count >= m}``: the reference steps its scheduler
+  after each optimizer step, so the halved lr is used from 1-based iteration
+  ``m + 1``, i.e. from 0-based count ``m``. IR-Flow hard-codes gamma 0.5
+  (its configs' ``lr_gamma`` is never read).
+  """
+  ms = jnp.asarray(sorted(milestones) or [2**31 - 1], jnp.int32)
+
+  def schedule(count):
+    n = jnp.sum(jnp.asarray(count, jnp.int32) >= ms)
+    return base_lr * jnp.asarray(gamma, jnp.float32) ** n.astype(jnp.float32)
+  return schedule
+
+
+def ema_pytorch_decay(step: jax.Array, *, beta: float = 0.995,
+                      update_every: int = 10, update_after_step: int = 100,
+                      inv_gamma: float = 1.0, power: float = 2.0 / 3.0
+                      ) -> jax.Array:
+  """The decay ``ema_pytorch.EMA`` applies at its n-th ``update()`` call.
+
+  IR-Flow (spec §6) keeps an ``EMA(model, beta=0.995, update_every=10)``:
+  calls with ``n % update_every != 0`` leave the EMA untouched (decay 1),
+  calls with ``n <= update_after_step`` copy the weights (decay 0), later
+  ones use ``min(beta, 1 - (1 + (n - after) / inv_gamma) ** -power)``.
+  Used as ``ema = d * ema + (1 - d) * params``.
+
+  Args:
+    step: the 0-based call index ``n`` (the train step before this update).
+
+  Returns:
+    The decay ``d`` (float32 scalar).
+  """
+  n = jnp.asarray(step, jnp.float32)
+  epoch = jnp.maximum(n - update_after_step, 0.0)
+  warm = 1.0 - (1.0 + epoch / inv_gamma) ** (-power)
+  d = jnp.where(epoch <= 0, 0.0, jnp.minimum(warm, beta))
+  d = jnp.where(n <= update_after_step, 0.0, d)
+  skip = jnp.asarray(step, jnp.int32) % update_every != 0
+  return jnp.where(skip, 1.0, d).astype(jnp.float32)

@@ -1,4 +1,4 @@
-"""Pure training and evaluation steps for the three RestoRect stages.
+"""Pure training and evaluation steps: RestoRect's three stages and IR-Flow.
 
 Each step is ``(state, batch, frozen) -> (state, metrics)``: ``frozen``
 holds what is not trained (the DecomNets ``decom_low``/``decom_high`` and, in
@@ -21,7 +21,9 @@ import ml_collections
 import optax
 
 from restorect_jax import flow
+from restorect_jax import irflow_flow
 from restorect_jax import losses
+from restorect_jax import optim
 from restorect_jax.models.rgformer import DECODER_LEVELS
 from restorect_jax.train_state import TrainState
 
@@ -176,11 +178,80 @@ def student_loss(params, batch, frozen, rng, *, phase: int,
 
 
 # ----------------------------------------------------------------------------
+# IR-Flow.
+# ----------------------------------------------------------------------------
+
+
+def irflow_velocity(model: nn.Module, params, *, channel_order: str,
+                    base: bool = False) -> Callable:
+  """``f(x, k)`` of the IR-Flow network on RGB data.
+
+  ``channel_order='bgr'`` reproduces the reference, which feeds B, G, R
+  tensors (spec §6): the network sees and predicts reversed channels. The
+  flow is linear per channel, so flipping at the network boundary equals
+  training on BGR data.
+  """
+  if channel_order not in ('rgb', 'bgr'):
+    raise ValueError(f"channel_order must be 'rgb' or 'bgr', got "
+                     f'{channel_order!r}.')
+  flip = (lambda x: x[..., ::-1]) if channel_order == 'bgr' else (
+      lambda x: x)
+  variables = {'params': params}
+
+  def f(x, k):
+    y = model.apply(variables, flip(x)) if base else model.apply(
+        variables, flip(x), k)
+    return flip(y)
+  return f
+
+
+def irflow_loss(params, batch, frozen, rng, *, model: nn.Module,
+                config: ml_collections.ConfigDict
+                ) -> tuple[jax.Array, Metrics]:
+  """IR-Flow loss: MSE to the cumulative velocity + the MSC term (spec §3)."""
+  del frozen
+  c = config.irflow
+  f = irflow_velocity(model, params['model'], channel_order=c.channel_order,
+                      base=c.base)
+  return irflow_flow.training_loss(
+      f, batch['lq'], batch['gt'], rng, cumulative=c.cumulative,
+      loss_kind=c.loss_kind, match_weight=c.match_weight,
+      msc_mode=c.msc_mode, msc_weight=c.msc_weight,
+      noise_sigma=c.noise_sigma, base=c.base)
+
+
+def irflow_ema(config: ml_collections.ConfigDict) -> Callable:
+  """The reference's ema_pytorch schedule (``optim.ema_pytorch_decay``)."""
+  e = config.irflow.ema
+  return functools.partial(
+      optim.ema_pytorch_decay, beta=e.beta, update_every=e.update_every,
+      update_after_step=e.update_after_step)
+
+
+def irflow_predict(params, lq, *, model: nn.Module, num_steps: int,
+                   sampler: str = 'euler', channel_order: str = 'bgr',
+                   base: bool = False):
+  """IR-Flow restoration of a batch: the sampler run from ``lq`` (t = 1)."""
+  f = irflow_velocity(model, params['model'], channel_order=channel_order,
+                      base=base)
+  if base:
+    return f(lq, None)
+  samplers = {'euler': irflow_flow.euler_sample,
+              'heun': irflow_flow.heun_sample,
+              'standard_euler': irflow_flow.standard_euler_sample}
+  if sampler not in samplers:
+    raise ValueError(f'Unknown sampler {sampler!r}; known: '
+                     f'{sorted(samplers)}.')
+  return samplers[sampler](f, lq, num_steps)
+
+
+# ----------------------------------------------------------------------------
 # Generic step wrapper.
 # ----------------------------------------------------------------------------
 
 
-def make_train_step(loss_fn: Callable, *, which: str, ema_decay: float,
+def make_train_step(loss_fn: Callable, *, which: str,
+                    ema_decay: float | Callable[[jax.Array], jax.Array],
                     schedule: optax.Schedule, count_offset: int = 0,
                     needs_rng: bool = False) -> Callable:
   """Wraps a loss into ``(state, batch, frozen) -> (state, metrics)``.
@@ -188,7 +259,7 @@ def make_train_step(loss_fn: Callable, *, which: str, ema_decay: float,
   Args:
     loss_fn: ``(params, batch, frozen[, rng]) -> (loss, metrics)``.
     which: the optimizer in ``state.tx`` to step.
-    ema_decay: EMA decay on params.
+    ema_decay: EMA decay on params, or a function of the step giving it.
     schedule: the lr schedule of that optimizer, for logging.
     count_offset: global step at which that optimizer's count is 0.
     needs_rng: pass a per-step key (folded from ``state.rng`` and the step).
@@ -199,7 +270,8 @@ def make_train_step(loss_fn: Callable, *, which: str, ema_decay: float,
       args += (jax.random.fold_in(state.rng, state.step),)
     (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params, *args)
-    new_state = state.apply_gradients(grads, which=which, ema_decay=ema_decay)
+    decay = ema_decay(state.step) if callable(ema_decay) else ema_decay
+    new_state = state.apply_gradients(grads, which=which, ema_decay=decay)
     metrics = dict(metrics, loss=loss, l2_grads=optax.tree.norm(grads),
                    lr=schedule(state.step - count_offset))
     return new_state, metrics
@@ -209,7 +281,16 @@ def make_train_step(loss_fn: Callable, *, which: str, ema_decay: float,
 def make_stage_steps(config: ml_collections.ConfigDict, *, teacher, student,
                      decom, schedules: dict[str, optax.Schedule]
                      ) -> dict[str, Callable]:
-  """Jitted train steps of the configured stage, keyed by optimizer name."""
+  """Jitted train steps of the configured stage, keyed by optimizer name.
+
+  For ``stage='irflow'`` the trained network is passed as ``student``.
+  """
+  if config.stage == 'irflow':
+    loss = functools.partial(irflow_loss, model=student, config=config)
+    fns = {'main': make_train_step(
+        loss, which='main', ema_decay=irflow_ema(config),
+        schedule=schedules['main'], needs_rng=True)}
+    return {k: jax.jit(f) for k, f in fns.items()}
   ema = config.optim.ema_decay
   if config.stage == 's1':
     loss = functools.partial(teacher_loss, teacher=teacher, decom=decom,

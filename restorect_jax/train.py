@@ -1,4 +1,4 @@
-"""``train_and_evaluate(config, workdir)``: the S1 / S2 training loop.
+"""``train_and_evaluate(config, workdir)``: the S1 / S2 / IR-Flow loop.
 
 Banner-sectioned like big_vision's train.py: data → models → frozen nets →
 state (fresh or resumed) → jitted steps → loop with logging, checkpoints and
@@ -66,13 +66,36 @@ def data_paths(config: ml_collections.ConfigDict, workdir: str
                                     'eval_gt_dir')}
 
 
-def eval_records(config, paths) -> list[dict[str, Any]] | None:
+def eval_records(config, paths) -> Any:
+  """The eval split, or None. Denoising synthesises seeded noisy inputs."""
   if not paths['eval_lq_dir']:
     return None
   source = input_pipeline.PairedFolderSource(
       paths['eval_lq_dir'], paths['eval_gt_dir'],
       prefix_match=config.input.prefix_match)
-  return input_pipeline.eval_dataset(source, batch_axis=False)
+  records = input_pipeline.eval_dataset(source, batch_axis=False)
+  sigma = config.irflow.noise_sigma if config.stage == 'irflow' else 0.0
+  if sigma:
+    records = _SyntheticNoise(records, sigma, config.seed)
+  return records
+
+
+class _SyntheticNoise:
+  """Re-iterable records whose ``lq`` is ``gt + σ·N(0, 1)``, seeded per image.
+
+  The reference draws fresh, unseeded noise at every validation; a fixed
+  seed makes evaluations of different checkpoints comparable.
+  """
+
+  def __init__(self, records, sigma: float, seed: int):
+    self.records, self.sigma, self.seed = records, sigma, seed
+
+  def __iter__(self):
+    for i, rec in enumerate(self.records):
+      gt = np.asarray(rec['gt'], np.float32)
+      rng = np.random.default_rng([self.seed, i])
+      noise = rng.standard_normal(gt.shape).astype(np.float32)
+      yield dict(rec, lq=gt + np.float32(self.sigma) * noise)
 
 
 # ----------------------------------------------------------------------------
@@ -82,6 +105,10 @@ def eval_records(config, paths) -> list[dict[str, Any]] | None:
 
 def build_models(config: ml_collections.ConfigDict) -> dict[str, Any]:
   m = config.model
+  if config.stage == 'irflow':
+    name = 'irflow_base' if config.irflow.base else 'irflow'
+    return {'irflow': Model(name, m.variant, dtype=jnp.dtype(m.dtype),
+                            param_dtype=jnp.dtype(m.param_dtype))}
   kw = dict(layer_norm_type=m.layer_norm_type, dtype=jnp.dtype(m.dtype),
             param_dtype=jnp.dtype(m.param_dtype))
   return {'teacher': Model('teacher', m.variant, **kw),
@@ -146,6 +173,10 @@ def frozen_decoms(config: ml_collections.ConfigDict, workdir: str
 def init_params(config, models, frozen) -> dict[str, Any]:
   """Fresh trainable params of the stage."""
   img, rex, z = _example()
+  if config.stage == 'irflow':
+    args = (img,) if config.irflow.base else (img, jnp.zeros((1,), jnp.int32))
+    return {'model': init_variables(models['irflow'], config.seed,
+                                    *args)['params']}
   if config.stage == 's1':
     v = init_variables(models['teacher'], config.seed, img, img, rex, rex)
     s = float(frozen['decom_high']['params']['anisotropic_diffusion.s'])
@@ -175,6 +206,10 @@ def student_from_teacher(student_params: dict[str, Any],
 def make_optimizers(config, params):
   """Optimizers and their schedules per stage (keyed like ``opt_state``)."""
   sch, lr = config.schedule, config.optim.lr
+  if config.stage == 'irflow':
+    schedules = {'main': optim.multistep(lr, sch.milestones, sch.gamma)}
+    return {'main': optim.adamw(schedules['main'], config.optim,
+                                params)}, schedules
   if config.stage == 's1':
     schedules = {'main': optim.cosine_restart_cyclic(
         lr, sch.periods, sch.restart_weights, sch.eta_mins)}
@@ -197,6 +232,10 @@ def make_optimizers(config, params):
 # ----------------------------------------------------------------------------
 
 
+def _pick(state: TrainState, which: str) -> Any:
+  return state.ema_params if which == 'ema' else state.params
+
+
 def _metadata(config, teacher_info) -> dict[str, Any]:
   return {'config': json.loads(config.to_json_best_effort()),
           'teacher': teacher_info}
@@ -204,33 +243,58 @@ def _metadata(config, teacher_info) -> dict[str, Any]:
 
 def _eval_and_log(config, models, params, frozen, records, writer, step,
                   workdir) -> dict[str, Any]:
-  """Evaluates ``params`` (the EMA parameters) and logs the results."""
-  kind = 'teacher' if config.stage == 's1' else 'student'
-  predict = evaluators.make_predict(
-      kind, params, frozen, teacher=models['teacher'],
-      student=models['student'], decom=models['decom'],
-      rf_steps=config.rf_steps, seed=config.seed)
+  """Evaluates ``params`` (EMA unless configured) and logs the results."""
+  kind = {'s1': 'teacher', 's2': 'student', 'irflow': 'irflow'}[config.stage]
+  if kind == 'irflow':
+    predict = evaluators.make_irflow_predict(
+        params, models['irflow'], num_steps=config.rf_steps,
+        sampler=config.irflow.sampler,
+        channel_order=config.irflow.channel_order, base=config.irflow.base)
+  else:
+    predict = evaluators.make_predict(
+        kind, params, frozen, teacher=models['teacher'],
+        student=models['student'], decom=models['decom'],
+        rf_steps=config.rf_steps, seed=config.seed)
   res = evaluators.evaluate(predict, records,
                             max_images=config.eval_max_images,
-                            keep_outputs=2)
+                            keep_outputs=2,
+                            crop_border=config.eval_crop_border)
   writer.write_scalars(step, {'eval/psnr': res['psnr'],
                               'eval/ssim': res['ssim']})
   grid = metric_writers.image_grid([[lq, out, gt] for _, lq, out, gt in
                                     res['outputs']])
   writer.write_images(step, {'eval_lq_out_gt': grid})
-  logging.info('step %d eval (%s, EMA, %d images): PSNR %.3f SSIM %.4f',
-               step, kind, res['n'], res['psnr'], res['ssim'])
+  logging.info('step %d eval (%s, %s params, %d images): PSNR %.3f SSIM '
+               '%.4f', step, kind, _eval_params_name(config), res['n'],
+               res['psnr'], res['ssim'])
   with open(os.path.join(workdir, 'eval.json'), 'w') as f:
     json.dump({k: v for k, v in res.items() if k != 'outputs'} | {
         'step': step, 'predictor': kind}, f, indent=1)
   return res
 
 
+def _eval_params_name(config) -> str:
+  """'ema' or 'online': which weights evaluation uses (IR-Flow switch)."""
+  if config.stage == 'irflow':
+    if config.irflow.eval_params not in ('ema', 'online'):
+      raise ValueError("config.irflow.eval_params must be 'ema' or "
+                       f"'online', got {config.irflow.eval_params!r}.")
+    return config.irflow.eval_params
+  return 'ema'
+
+
+def _frozen(config, workdir) -> dict[str, Any]:
+  """Frozen networks of the stage (none for IR-Flow)."""
+  return {} if config.stage == 'irflow' else frozen_decoms(config, workdir)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
                        ) -> dict[str, Any]:
   """Trains the configured stage in ``workdir``; returns the final eval."""
-  if config.stage not in ('s1', 's2'):
-    raise ValueError(f'config.stage must be s1 or s2, got {config.stage!r}.')
+  if config.stage not in ('s1', 's2', 'irflow'):
+    raise ValueError('config.stage must be s1, s2 or irflow, got '
+                     f'{config.stage!r}.')
+  eval_which = _eval_params_name(config)
   os.makedirs(workdir, exist_ok=True)
   writer = metric_writers.MetricWriter(workdir)
   writer.write_hparams(json.loads(config.to_json_best_effort()))
@@ -248,7 +312,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
 
   # ---- models and frozen networks ------------------------------------------
   models = build_models(config)
-  frozen = frozen_decoms(config, workdir)
+  frozen = _frozen(config, workdir)
   teacher_info = None
   if config.stage == 's2':
     if not config.teacher_init:
@@ -281,8 +345,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
 
   # ---- steps ----------------------------------------------------------------
   step_fns = steps_lib.make_stage_steps(
-      config, teacher=models['teacher'], student=models['student'],
-      decom=models['decom'], schedules=schedules)
+      config, teacher=models.get('teacher'),
+      student=models.get('student', models.get('irflow')),
+      decom=models.get('decom'), schedules=schedules)
   start = int(state.step)
   progress = metric_writers.ProgressReporter(
       config.total_steps, start_step=start,
@@ -297,7 +362,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
         stage_steps=inp.stage_steps)
     batch = {k: jnp.asarray(v) for k, v in batch.items()
              if k in ('lq', 'gt')}
-    if config.stage == 's1':
+    if config.stage in ('s1', 'irflow'):
       name = 'main'
     else:
       name = 'phase1' if step < config.phase1_steps else 'phase2'
@@ -320,10 +385,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
     if records is not None and ((config.eval_steps and
                                  done % config.eval_steps == 0) or
                                 done == config.total_steps):
-      result = _eval_and_log(config, models, state.ema_params, frozen,
-                             records, writer, done, workdir)
+      result = _eval_and_log(config, models, _pick(state, eval_which),
+                             frozen, records, writer, done, workdir)
   if records is not None and not result and start >= config.total_steps:
-    result = _eval_and_log(config, models, state.ema_params, frozen,
+    result = _eval_and_log(config, models, _pick(state, eval_which), frozen,
                            records, writer, start, workdir)
   writer.close()
   ckpt.close()
@@ -332,16 +397,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str
                         ) -> dict[str, Any]:
-  """``--mode=eval``: the latest checkpoint's EMA params on the eval split."""
+  """``--mode=eval``: the latest checkpoint on the eval split (EMA params,
+  or the online ones where ``config.irflow.eval_params='online'``)."""
   paths = data_paths(config, workdir)
   records = eval_records(config, paths)
   if records is None:
     raise ValueError('The config has no eval split (input.eval_lq_dir).')
   models = build_models(config)
-  frozen = frozen_decoms(config, workdir)
-  ema, meta = checkpointing.load_params(workdir)
+  frozen = _frozen(config, workdir)
+  which = 'ema_params' if _eval_params_name(config) == 'ema' else 'params'
+  params, meta = checkpointing.load_params(workdir, which=which)
   writer = metric_writers.MetricWriter(workdir)
-  res = _eval_and_log(config, models, ema, frozen, records, writer,
+  res = _eval_and_log(config, models, params, frozen, records, writer,
                       meta['step'], workdir)
   writer.close()
   return res

@@ -8,16 +8,31 @@ to the reference's, spec §3):
 | default | 64  | [3,3,3,3] | 3      | 5             | 25,888,763 | 26,219,003 | 26,105,911 |
 | tiny    | 16  | [1,1,1,1] | 1      | 2             | (the parity fixtures' size)           |
 | demo    | 16  | [1,1,1,1] | 1      | 1             | (CPU demo / tests)                    |
+
+IR-Flow (``Model('irflow')`` = ConditionalUNet, ``Model('irflow_base')`` =
+the time-free UNet; spec ``irflow.md`` §4), in_nc = out_nc = 3:
+
+| variant | nf | depth | ConditionalUNet | UNet        |
+|---------|----|-------|-----------------|-------------|
+| default | 64 | 4     | 137,138,115     | 133,009,475 |
+| small   | 16 | 4     | 8,953,587       | 8,692,499   |
+| tiny    | 4  | 4     | 655,215         | 638,135     |
+
+(``small`` is the ``irflow_unet`` parity fixture, ``tiny`` the
+``irflow_euler`` / ``irflow_loss`` ones.)
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import flax.linen as nn
 import jax
 
 from restorect_jax.models.decom_net import DecomNet
+from restorect_jax.models.irflow_unet import ConditionalUNet
+from restorect_jax.models.irflow_unet import UNet
 from restorect_jax.models.prior_encoders import PriorEncoder
 from restorect_jax.models.prior_encoders import RetinexPriorEncoder
 from restorect_jax.models.restorect import Interface
@@ -33,6 +48,17 @@ VARIANTS: dict[str, dict[str, Any]] = {
                  heads=(1, 2, 4, 8), n_encoder_res=2),
     'demo': dict(dim=16, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1,
                  heads=(1, 2, 4, 8), n_encoder_res=1),
+}
+
+IRFLOW_VARIANTS: dict[str, dict[str, Any]] = {
+    'default': dict(nf=64, depth=4),
+    'small': dict(nf=16, depth=4),
+    'tiny': dict(nf=4, depth=4),
+}
+
+IRFLOW_MODELS = {
+    'irflow': ConditionalUNet,
+    'irflow_base': UNet,
 }
 
 MODELS = {
@@ -56,13 +82,45 @@ def variant_kwargs(variant: str = 'default', **overrides) -> dict[str, Any]:
   return kwargs
 
 
+def irflow_variant_kwargs(variant: str = 'default', **overrides
+                          ) -> dict[str, Any]:
+  """The IR-Flow U-Net keyword arguments of a variant, with overrides."""
+  if variant not in IRFLOW_VARIANTS:
+    raise ValueError(
+        f'Unknown IR-Flow variant {variant!r}; known: '
+        f'{sorted(IRFLOW_VARIANTS)}.')
+  fields = {f.name for f in dataclasses.fields(ConditionalUNet)}
+  unknown = set(overrides) - (fields - {'parent', 'name'})
+  if unknown:
+    raise ValueError(f'Unknown model options: {sorted(unknown)}.')
+  kwargs = dict(IRFLOW_VARIANTS[variant])
+  kwargs.update(overrides)
+  return kwargs
+
+
 def Model(name: str, variant: str = 'default', **overrides) -> nn.Module:  # pylint: disable=invalid-name
-  """Builds ``teacher``, ``student``, ``interface`` or ``decomnet``."""
+  """Builds a registry model.
+
+  Args:
+    name: ``teacher``, ``student``, ``interface``, ``decomnet`` (RestoRect),
+      ``irflow`` (IR-Flow's ConditionalUNet) or ``irflow_base`` (its
+      time-free UNet).
+    variant: a key of ``VARIANTS`` (RestoRect) or ``IRFLOW_VARIANTS``.
+    **overrides: constructor arguments replacing the variant's.
+
+  Returns:
+    The (unbound) Linen module.
+
+  Raises:
+    ValueError: unknown name, variant or option.
+  """
   if name == 'decomnet':
     return DecomNet(**overrides)
+  if name in IRFLOW_MODELS:
+    return IRFLOW_MODELS[name](**irflow_variant_kwargs(variant, **overrides))
   if name not in MODELS:
-    raise ValueError(
-        f'Unknown model {name!r}; known: {sorted(MODELS) + ["decomnet"]}.')
+    known = sorted(MODELS) + ['decomnet'] + sorted(IRFLOW_MODELS)
+    raise ValueError(f'Unknown model {name!r}; known: {known}.')
   return MODELS[name](**variant_kwargs(variant, **overrides))
 
 
@@ -86,7 +144,8 @@ def init_variables(module: nn.Module, seed: int | jax.Array, *args,
 
 
 __all__ = [
-    'DecomNet', 'Interface', 'Model', 'PriorEncoder', 'RGFormer',
-    'RetinexPriorEncoder', 'Student', 'Teacher', 'VARIANTS',
-    'VelocityPredictor', 'init_variables', 'variant_kwargs',
+    'ConditionalUNet', 'DecomNet', 'IRFLOW_VARIANTS', 'Interface', 'Model',
+    'PriorEncoder', 'RGFormer', 'RetinexPriorEncoder', 'Student', 'Teacher',
+    'UNet', 'VARIANTS', 'VelocityPredictor', 'init_variables',
+    'irflow_variant_kwargs', 'variant_kwargs',
 ]

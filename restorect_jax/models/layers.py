@@ -135,6 +135,49 @@ class Conv2d(nn.Module):
     return y
 
 
+class PaddedConv2d(nn.Module):
+  """k×k convolution with explicit stride and zero padding (``nn.Conv2d``).
+
+  For the cases :class:`Conv2d` does not cover, e.g. IR-Flow's 4×4 stride-2
+  padding-1 down-sampling conv. Runs as one dense ``lax.conv`` (HWIO).
+
+  Attributes:
+    features: output channels.
+    kernel_size: k (square kernel).
+    stride: the stride on both spatial axes.
+    padding: zero padding on every side.
+    use_bias: whether a ``bias`` leaf exists.
+  """
+  features: int
+  kernel_size: int
+  stride: int = 1
+  padding: int = 0
+  use_bias: bool = False
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    k, cin, p = self.kernel_size, x.shape[-1], self.padding
+    w = self.param('weight', torch_default_kernel_init,
+                   (k, k, cin, self.features), self.param_dtype)
+    y = jax.lax.conv_general_dilated(
+        x.astype(self.dtype), w.astype(self.dtype), (self.stride,) * 2,
+        ((p, p), (p, p)), dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    if self.use_bias:
+      b = self.param('bias', _uniform_bias_init(cin * k * k),
+                     (self.features,), self.param_dtype)
+      y = y + b.astype(self.dtype)
+    return y
+
+
+def upsample_nearest2x(x: jax.Array) -> jax.Array:
+  """Nearest-neighbour ×2 up-sampling of (B, H, W, C) (``nn.Upsample``)."""
+  b, h, w, c = x.shape
+  x = jnp.broadcast_to(x[:, :, None, :, None, :], (b, h, 2, w, 2, c))
+  return x.reshape(b, 2 * h, 2 * w, c)
+
+
 class DWConv3x3(nn.Module):
   """Bias-free depthwise 3×3 conv (``nn.Conv2d(C, C, 3, groups=C)``)."""
   dtype: Dtype = jnp.float32

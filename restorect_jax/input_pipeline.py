@@ -30,103 +30,19 @@ from __future__ import annotations
 
 import functools
 import os
-import struct
-import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import grain
 import numpy as np
-from PIL import Image
 
-IMAGE_EXTENSIONS = frozenset(
-    {'.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm'}
-)
+from restorect_jax import image_io
 
-# ----------------------------------------------------------------------------
-# Reading images.
-# ----------------------------------------------------------------------------
-
-# What Pillow raises on corrupt or truncated files (all re-raised as
-# ValueError naming the file).
-_DECODE_ERRORS = (
-    OSError,
-    SyntaxError,
-    EOFError,
-    IndexError,
-    TypeError,
-    struct.error,
-    zlib.error,
-    Image.DecompressionBombError,
-)
-
-
-def _pil_to_rgb_uint8(im: Image.Image, path: str) -> np.ndarray:
-  """Converts a decoded PIL image to RGB uint8 (H, W, 3)."""
-  mode = im.mode
-  if mode in ('I;16', 'I;16L', 'I;16B', 'I;16N', 'I'):
-    # 16-bit grayscale: keep the high byte (v >> 8), like Pillow's own
-    # decoding of 16-bit RGB PNGs, then repeat to RGB.
-    arr = np.asarray(im).astype(np.int64)
-    arr = (np.clip(arr, 0, 65535) >> 8).astype(np.uint8)
-    return np.repeat(arr[..., None], 3, axis=-1)
-  if mode == 'F':
-    raise ValueError(
-        f'{path}: floating-point images (mode F) are not supported; save '
-        'as 8- or 16-bit.'
-    )
-  if mode in ('1', 'L', 'LA', 'La'):
-    arr = np.asarray(im.convert('L'))
-    return np.repeat(arr[..., None], 3, axis=-1)
-  # RGB, RGBA/RGBa (alpha dropped, not composited), P/PA (palette), CMYK,
-  # YCbCr, LAB, HSV: Pillow converts to RGB.
-  return np.asarray(im.convert('RGB'))
-
-
-def read_image(path: str) -> np.ndarray:
-  """Reads an image file as RGB uint8 (H, W, 3).
-
-  Conversions: grayscale (1, L, LA) → RGB by channel repeat; RGBA / LA / PA →
-  the alpha channel is dropped (not composited); palette → RGB; 16-bit
-  grayscale PNG → 8 bit by keeping the high byte (``v >> 8``), which is what
-  Pillow does when it decodes 16-bit RGB PNGs (so both 16-bit kinds agree;
-  32-bit integer mode ``I`` is clipped to the 16-bit range first). Float
-  images (mode ``F``) are rejected. EXIF orientation is ignored (pixels as
-  stored).
-
-  Args:
-    path: image file.
-
-  Returns:
-    uint8 array (H, W, 3).
-
-  Raises:
-    FileNotFoundError: the file does not exist.
-    ValueError: the file is not a readable image, or is corrupt/truncated.
-  """
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f'Image file not found: {path}')
-  try:
-    with Image.open(path) as im:
-      im.load()
-      arr = _pil_to_rgb_uint8(im, path)
-  except ValueError as e:
-    if path in str(e):
-      raise
-    raise ValueError(f'Cannot decode image {path}: {e}') from e
-  except _DECODE_ERRORS as e:
-    raise ValueError(f'Cannot decode image {path}: {e}') from e
-  return np.ascontiguousarray(arr)
-
-
-def _image_size(path: str) -> tuple[int, int]:
-  """(height, width) from the file header, without decoding the pixels."""
-  try:
-    with Image.open(path) as im:
-      width, height = im.size
-  except (ValueError, *_DECODE_ERRORS) as e:
-    raise ValueError(f'Cannot read image header of {path}: {e}') from e
-  return height, width
+# Decoding lives in image_io (shared with the restore CLI); these names are
+# kept here for existing callers.
+IMAGE_EXTENSIONS = image_io.IMAGE_EXTENSIONS
+read_image = image_io.read_image_uint8  # uint8 (H, W, 3), EXIF ignored.
+_image_size = image_io.image_size
 
 
 def _list_images(folder: str, kind: str) -> list[str]:
@@ -134,13 +50,7 @@ def _list_images(folder: str, kind: str) -> list[str]:
     raise FileNotFoundError(f'{kind} folder not found: {folder}')
   if not os.path.isdir(folder):
     raise FileNotFoundError(f'{kind} path is not a folder: {folder}')
-  names = sorted(
-      n
-      for n in os.listdir(folder)
-      if not n.startswith('.')
-      and os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS
-      and os.path.isfile(os.path.join(folder, n))
-  )
+  names = image_io.list_image_names(folder)
   if not names:
     raise ValueError(
         f'{kind} folder {folder} has no image files (extensions: '
@@ -372,8 +282,7 @@ def random_paired_crop(
   return lq[window], gt[window]
 
 
-def _to_float(img: np.ndarray) -> np.ndarray:
-  return img.astype(np.float32) * np.float32(1.0 / 255.0)
+_to_float = image_io.uint8_to_float32
 
 
 class PairedCropAugment(grain.transforms.RandomMap):

@@ -294,3 +294,73 @@ class MetricAverager:
   def __len__(self) -> int:
     """The largest count over all metrics."""
     return max((len(v) for v in self._values.values()), default=0)
+
+
+def _matlab_box_downsample(x: np.ndarray, f: int) -> np.ndarray:
+  """``imfilter(x, ones(f) / f^2, 'symmetric', 'same')`` then ``x(1:f:end)``.
+
+  MATLAB centres an ``f``-tap kernel on tap ``floor((f + 1) / 2)``
+  (1-based), so output pixel ``i`` averages input pixels
+  ``i - (c - 1) .. i + (f - c)``; borders are mirrored with the edge pixel
+  repeated ('symmetric').
+  """
+  c = (f + 1) // 2
+  before, after = c - 1, f - c
+  p = np.pad(x, ((before, after), (before, after)), mode='symmetric')
+  h, w = x.shape
+  rows = np.zeros((h, p.shape[1]), np.float64)
+  for i in range(f):
+    rows += p[i:i + h]
+  out = np.zeros((h, w), np.float64)
+  for j in range(f):
+    out += rows[:, j:j + w]
+  return (out / (f * f))[::f, ::f]
+
+
+def ssim_matlab(a: np.ndarray, b: np.ndarray, *, crop_border: int = 0,
+                y_channel: bool = True, swapped_y: bool = False) -> float:
+  """SSIM as Wang et al.'s ``ssim.m`` (the MATLAB reference code).
+
+  Differs from :func:`ssim` (BasicSR) in two ways: colour images are scored
+  on MATLAB's ``rgb2ycbcr`` luma of uint8 images, which is *rounded* to
+  integers, and images are first downsampled by
+  ``f = max(1, round(min(H, W) / 256))`` with an ``f x f`` averaging filter
+  ('symmetric' borders) and ``(1:f:end, 1:f:end)`` subsampling. Then the
+  11x11 Gaussian (sigma 1.5) 'valid' SSIM map of :func:`ssim_map` is
+  averaged (K = 0.01, 0.03, L = 255).
+
+  Args:
+    a: ``(H, W)`` gray or ``(H, W, 3)`` RGB image on the uint8 scale.
+    b: Image of the same shape.
+    crop_border: Pixels removed from each side before everything else.
+    y_channel: Score colour images on Y (as the MATLAB scripts of
+      Restormer & co. do); if False each channel is scored and averaged.
+    swapped_y: With ``y_channel``, use R/B-swapped luma weights.
+
+  Returns:
+    The mean SSIM.
+  """
+  a = np.asarray(a, np.float64)
+  b = np.asarray(b, np.float64)
+  if a.shape != b.shape:
+    raise ValueError(f'Image shapes differ: {a.shape} vs {b.shape}.')
+  if a.ndim == 3 and a.shape[-1] == 3 and y_channel:
+    a = np.round(rgb_to_y(a, swapped_y))
+    b = np.round(rgb_to_y(b, swapped_y))
+  if a.ndim == 2:
+    a, b = a[..., None], b[..., None]
+  if a.ndim != 3:
+    raise ValueError(f'Expected (H, W) or (H, W, C) images, got {a.shape}.')
+  if crop_border < 0:
+    raise ValueError(f'crop_border must be >= 0, got {crop_border}.')
+  if crop_border:
+    a = a[crop_border:-crop_border, crop_border:-crop_border]
+    b = b[crop_border:-crop_border, crop_border:-crop_border]
+  f = max(1, math.floor(min(a.shape[0], a.shape[1]) / 256.0 + 0.5))
+  vals = []
+  for c in range(a.shape[-1]):
+    x, y = a[..., c], b[..., c]
+    if f > 1:
+      x, y = _matlab_box_downsample(x, f), _matlab_box_downsample(y, f)
+    vals.append(ssim_map(x, y).mean())
+  return float(np.mean(vals))

@@ -1,0 +1,59 @@
+"""Flags and loading shared by the evaluate and restore CLIs.
+
+Importing this module defines the model-source flags: ``--checkpoint`` (a
+training workdir) or ``--model`` + ``--weights`` (converted or PyTorch
+weights), with ``--decom`` for RestoRect and ``--channel_order`` /
+``--sampler`` for IR-Flow.
+"""
+
+from __future__ import annotations
+
+import json
+
+from absl import app
+from absl import flags
+
+CHECKPOINT = flags.DEFINE_string(
+    'checkpoint', '', 'A training workdir (S2 student or IR-Flow run).')
+WHICH = flags.DEFINE_enum('params', 'ema', ['ema', 'online'],
+                          'With --checkpoint: EMA or online weights.')
+MODEL = flags.DEFINE_enum(
+    'model', '', ['', 'interface', 'irflow', 'irflow_base'],
+    'With --weights: which network (interface = deployed RestoRect '
+    'student; irflow_base = the time-free discriminative twin).')
+WEIGHTS = flags.DEFINE_string(
+    'weights', '', 'Converted Flax directory or PyTorch .pth / .npz.')
+VARIANT = flags.DEFINE_string('variant', 'default',
+                              'Model size with --weights (default, ...).')
+MODEL_KWARGS = flags.DEFINE_string('model_kwargs', '{}',
+                                   'JSON dict of model overrides.')
+DECOM = flags.DEFINE_string(
+    'decom', '', 'RestoRect with --weights: DecomNet Dl weights '
+    '(Reti-Diff init_low.pth or a converted directory).')
+CHANNEL_ORDER = flags.DEFINE_enum(
+    'channel_order', 'bgr', ['bgr', 'rgb'],
+    'IR-Flow with --weights: the network channel order (weights trained '
+    'with the reference code expect bgr).')
+SAMPLER = flags.DEFINE_enum('sampler', 'euler',
+                            ['euler', 'heun', 'standard_euler'],
+                            'IR-Flow sampler with --weights.')
+
+
+def load_predictor():
+  """The :class:`restorect_jax.predictors.Predictor` the flags name."""
+  from restorect_jax import predictors  # pylint: disable=g-import-not-at-top
+  if bool(CHECKPOINT.value) == bool(WEIGHTS.value):
+    raise app.UsageError('Pass exactly one of --checkpoint or --weights.')
+  if CHECKPOINT.value:
+    return predictors.from_workdir(CHECKPOINT.value, which=WHICH.value)
+  if not MODEL.value:
+    raise app.UsageError('--weights needs --model.')
+  return predictors.from_weights(
+      MODEL.value, WEIGHTS.value, variant=VARIANT.value,
+      overrides=json.loads(MODEL_KWARGS.value), decom=DECOM.value,
+      channel_order=CHANNEL_ORDER.value, sampler=SAMPLER.value)
+
+
+def default_steps(kind: str) -> int:
+  """The references' default sampling steps: 5 RestoRect, 1 IR-Flow."""
+  return 5 if kind == 'restorect' else 1

@@ -54,6 +54,15 @@ def load_predictor():
       channel_order=CHANNEL_ORDER.value, sampler=SAMPLER.value)
 
 
+def start(argv: list[str]) -> None:
+  """Common CLI start: no stray arguments, XLA cache on, quiet logs."""
+  from restorect_jax import runtime  # pylint: disable=g-import-not-at-top
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  runtime.enable_compilation_cache()
+  runtime.quiet_logging()
+
+
 def default_steps(kind: str) -> int:
   """The references' default sampling steps: 5 RestoRect, 1 IR-Flow."""
   return 5 if kind == 'restorect' else 1

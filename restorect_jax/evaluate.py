@@ -40,7 +40,6 @@ from absl import app
 from absl import flags
 
 from restorect_jax import cli_common
-from restorect_jax import runtime
 
 _DATASET = flags.DEFINE_string(
     'dataset', 'folder', 'A named eval split laid out as the public download '
@@ -298,10 +297,7 @@ class ExtraMetrics:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  runtime.enable_compilation_cache()
-  runtime.quiet_logging()
+  cli_common.start(argv)
   from restorect_jax import predictors  # pylint: disable=g-import-not-at-top
   from restorect_jax import protocols as protocols_lib  # pylint: disable=g-import-not-at-top
   from restorect_jax import reporting  # pylint: disable=g-import-not-at-top

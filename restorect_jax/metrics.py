@@ -340,22 +340,10 @@ def ssim_matlab(a: np.ndarray, b: np.ndarray, *, crop_border: int = 0,
   Returns:
     The mean SSIM.
   """
-  a = np.asarray(a, np.float64)
-  b = np.asarray(b, np.float64)
-  if a.shape != b.shape:
-    raise ValueError(f'Image shapes differ: {a.shape} vs {b.shape}.')
-  if a.ndim == 3 and a.shape[-1] == 3 and y_channel:
-    a = np.round(rgb_to_y(a, swapped_y))
-    b = np.round(rgb_to_y(b, swapped_y))
-  if a.ndim == 2:
-    a, b = a[..., None], b[..., None]
-  if a.ndim != 3:
-    raise ValueError(f'Expected (H, W) or (H, W, C) images, got {a.shape}.')
-  if crop_border < 0:
-    raise ValueError(f'crop_border must be >= 0, got {crop_border}.')
-  if crop_border:
-    a = a[crop_border:-crop_border, crop_border:-crop_border]
-    b = b[crop_border:-crop_border, crop_border:-crop_border]
+  a, b = _prepare(a, b, crop_border, False, False)
+  if y_channel and a.shape[-1] == 3:  # MATLAB's rgb2ycbcr luma is rounded
+    a = np.round(rgb_to_y(a, swapped_y))[..., None]
+    b = np.round(rgb_to_y(b, swapped_y))[..., None]
   f = max(1, math.floor(min(a.shape[0], a.shape[1]) / 256.0 + 0.5))
   vals = []
   for c in range(a.shape[-1]):

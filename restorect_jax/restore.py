@@ -35,7 +35,6 @@ from absl import flags
 from absl import logging
 
 from restorect_jax import cli_common
-from restorect_jax import runtime
 
 FLAGS = flags.FLAGS
 _INPUT = flags.DEFINE_string('input', None,
@@ -107,10 +106,7 @@ def restore_image(predictor, image, *, steps: int, rng, tile: int = 0,
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  runtime.enable_compilation_cache()
-  runtime.quiet_logging()
+  cli_common.start(argv)
   from restorect_jax import image_io  # pylint: disable=g-import-not-at-top
   from restorect_jax import predictors  # pylint: disable=g-import-not-at-top
   try:

@@ -2,9 +2,7 @@
 
 import os
 import shutil
-import struct
 import tempfile
-import zlib
 from unittest import mock
 
 import numpy as np
@@ -12,6 +10,7 @@ from absl.testing import absltest
 from absl.testing import parameterized
 from PIL import Image
 
+import testutil
 from restorect_jax import image_io
 from restorect_jax import input_pipeline
 from restorect_jax import metrics
@@ -31,21 +30,7 @@ _EXIF_EXPECTED = {
 }
 
 
-def _png16(path: str, arr: np.ndarray) -> str:
-  """Writes a 16-bit PNG (gray (H, W, 1) or RGB (H, W, 3)) by hand."""
-  h, w, c = arr.shape
-  color_type = {1: 0, 3: 2}[c]
-  raw = b''.join(b'\x00' + arr[y].astype('>u2').tobytes() for y in range(h))
-
-  def chunk(tag: bytes, data: bytes) -> bytes:
-    crc = zlib.crc32(tag + data) & 0xFFFFFFFF
-    return struct.pack('>I', len(data)) + tag + data + struct.pack('>I', crc)
-
-  ihdr = struct.pack('>IIBBBBB', w, h, 16, color_type, 0, 0, 0)
-  with open(path, 'wb') as f:
-    f.write(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', ihdr))
-    f.write(chunk(b'IDAT', zlib.compress(raw)) + chunk(b'IEND', b''))
-  return path
+_png16 = testutil.write_png16
 
 
 class _TmpDirTest(parameterized.TestCase):

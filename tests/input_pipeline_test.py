@@ -2,15 +2,14 @@
 
 import os
 import shutil
-import struct
 import tempfile
-import zlib
 
 import numpy as np
 from absl.testing import absltest
 from absl.testing import parameterized
 from PIL import Image
 
+import testutil
 from restorect_jax import input_pipeline as ip
 
 
@@ -20,21 +19,7 @@ def _save(path: str, arr: np.ndarray, mode: str | None = None) -> str:
   return path
 
 
-def _png16(path: str, arr: np.ndarray) -> str:
-  """Writes a 16-bit PNG (gray (H, W, 1) or RGB (H, W, 3)) by hand."""
-  h, w, c = arr.shape
-  color_type = {1: 0, 3: 2}[c]
-  raw = b''.join(b'\x00' + arr[y].astype('>u2').tobytes() for y in range(h))
-
-  def chunk(tag: bytes, data: bytes) -> bytes:
-    crc = zlib.crc32(tag + data) & 0xFFFFFFFF
-    return struct.pack('>I', len(data)) + tag + data + struct.pack('>I', crc)
-
-  ihdr = struct.pack('>IIBBBBB', w, h, 16, color_type, 0, 0, 0)
-  with open(path, 'wb') as f:
-    f.write(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', ihdr))
-    f.write(chunk(b'IDAT', zlib.compress(raw)) + chunk(b'IEND', b''))
-  return path
+_png16 = testutil.write_png16
 
 
 def _coord_image(h: int, w: int, ident: int) -> np.ndarray:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import struct
+import zlib
 
 import numpy as np
 
@@ -56,3 +58,20 @@ def assert_close(testcase, got, want, tol: float, what: str) -> None:
   testcase.assertEqual(got.shape, want.shape, what)
   err = float(np.max(np.abs(got - want))) if want.size else 0.0
   testcase.assertLessEqual(err, tol, f'{what}: max|Δ| = {err:.3g} > {tol:.3g}')
+
+
+def write_png16(path: str, arr: np.ndarray) -> str:
+  """Writes a 16-bit PNG (gray (H, W, 1) or RGB (H, W, 3)) by hand."""
+  h, w, c = arr.shape
+  color_type = {1: 0, 3: 2}[c]
+  raw = b''.join(b'\x00' + arr[y].astype('>u2').tobytes() for y in range(h))
+
+  def chunk(tag: bytes, data: bytes) -> bytes:
+    crc = zlib.crc32(tag + data) & 0xFFFFFFFF
+    return struct.pack('>I', len(data)) + tag + data + struct.pack('>I', crc)
+
+  ihdr = struct.pack('>IIBBBBB', w, h, 16, color_type, 0, 0, 0)
+  with open(path, 'wb') as f:
+    f.write(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', ihdr))
+    f.write(chunk(b'IDAT', zlib.compress(raw)) + chunk(b'IEND', b''))
+  return path

@@ -186,8 +186,18 @@ class ConfigsTest(absltest.TestCase):
       for arg in (None, 'runlocal') if path.stem != 'demo' else (
           'stage=s1', 'stage=s2'):
         c = mod.get_config(arg)
-        self.assertIn(c.stage, ('s1', 's2'))
-        self.assertIn('kd_gradient', c.switches)
+        self.assertIn(c.stage, ('s1', 's2', 'irflow'))
+        if c.stage == 'irflow':
+          self.assertIn('msc_mode', c.irflow)
+        else:
+          self.assertIn('kd_gradient', c.switches)
+    for task in ('derain', 'raindrop', 'denoise', 'dehaze', 'deblur', 'sr',
+                 'demo'):
+      spec = importlib.util.spec_from_file_location('irflow',
+                                                    cfg_dir / 'irflow.py')
+      mod = importlib.util.module_from_spec(spec)
+      spec.loader.exec_module(mod)
+      self.assertEqual(mod.get_config(f'task={task}').irflow.task, task)
 
 
 if __name__ == '__main__':

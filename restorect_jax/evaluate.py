@@ -194,7 +194,8 @@ def evaluate(predictor, images: _Images, protocols: list[Any], *,
           if gt is None:
             raise app.UsageError('--noise_sigma needs a paired set (the '
                                  'noisy input is synthesised from the GT).')
-          rng = np.random.default_rng([seed or 0, zlib_tag(name)])
+          rng = np.random.default_rng([seed or 0,
+                                       predictors.name_tag(name)])
           lq = (gt + np.float32(noise_sigma) * rng.standard_normal(
               gt.shape).astype(np.float32))
         if steps == 0:  # --score_input: the degraded input itself
@@ -220,11 +221,6 @@ def evaluate(predictor, images: _Images, protocols: list[Any], *,
                                     seed, fid))
   print(file=sys.stderr)
   return rows, failures
-
-
-def zlib_tag(name: str) -> int:
-  import zlib  # pylint: disable=g-import-not-at-top
-  return zlib.crc32(name.encode()) & 0x7FFFFFFF
 
 
 class ExtraMetrics:

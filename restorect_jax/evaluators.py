@@ -31,10 +31,6 @@ _teacher_predict = jax.jit(steps_lib.teacher_predict,
                            static_argnames=('teacher', 'decom'))
 _student_predict = jax.jit(steps_lib.student_predict,
                            static_argnames=('student', 'decom', 'rf_steps'))
-_irflow_predict = jax.jit(
-    steps_lib.irflow_predict,
-    static_argnames=('model', 'num_steps', 'sampler', 'channel_order',
-                     'base'))
 
 
 def make_predict(kind: str, params: Any, frozen: dict[str, Any], *,
@@ -73,15 +69,17 @@ def make_irflow_predict(params: Any, model, *, num_steps: int,
                         base: bool = False) -> Predict:
   """``predict(index, lq, gt) -> out`` for an IR-Flow network.
 
-  The network reflect-pads to a multiple of 16 itself; the sampler is
-  deterministic (no noise), so the index is unused.
+  The evaluate/restore CLIs' predictor (reflect-pad to a multiple of 16,
+  sample, crop); the sampler is deterministic, so the index is unused.
   """
+  from restorect_jax import predictors  # pylint: disable=g-import-not-at-top
+  p = predictors.irflow_predictor(
+      params['model'], model=model, info={}, channel_order=channel_order,
+      sampler=sampler, base=base, depth=model.depth)
+
   def predict(i, lq, gt):
     del i, gt
-    out = _irflow_predict(params, jnp.asarray(lq)[None], model=model,
-                          num_steps=int(num_steps), sampler=sampler,
-                          channel_order=channel_order, base=base)
-    return np.asarray(out)[0]
+    return p.restore(lq, steps=int(num_steps), rng=None)
   return predict
 
 

@@ -90,14 +90,18 @@ class Predictor:
     return np.clip(out, 0.0, 1.0)
 
 
+def name_tag(name: str) -> int:
+  """A non-negative int32 from a file's base name (CRC-32)."""
+  return zlib.crc32(os.path.basename(name).encode()) & 0x7FFFFFFF
+
+
 def image_rng(seed: int, name: str) -> jax.Array:
-  """The per-image key: ``fold_in(key(seed), crc32(basename))``.
+  """The per-image key: ``fold_in(key(seed), name_tag(name))``.
 
   Keyed by the file name (not the position in a folder), so an image gets
   the same noise whichever folder or order it is restored in.
   """
-  tag = zlib.crc32(os.path.basename(name).encode()) & 0x7FFFFFFF
-  return jax.random.fold_in(jax.random.key(seed), tag)
+  return jax.random.fold_in(jax.random.key(seed), name_tag(name))
 
 
 # ----------------------------------------------------------------------------

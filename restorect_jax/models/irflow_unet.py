@@ -209,8 +209,8 @@ class _IRFlowUNet(nn.Module):
       x = attn(dims[i], f'downs.{i}.2')(x)
       skips.append(x)
       if i < depth - 1:
-        x = layers.PaddedConv2d(dims[i + 1], 4, stride=2, padding=1,
-                                use_bias=True, **kw(f'downs.{i}.3'))(x)
+        x = layers.Conv2d(dims[i + 1], 4, stride=2, padding=1,
+                          use_bias=True, **kw(f'downs.{i}.3'))(x)
       else:  # the last level widens without down-sampling
         x = layers.Conv2d(dims[i + 1], 3, **kw(f'downs.{i}.3'))(x)
 

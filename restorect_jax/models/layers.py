@@ -101,16 +101,22 @@ def depthwise_conv3x3(x: jax.Array, w: jax.Array) -> jax.Array:
 
 
 class Conv2d(nn.Module):
-  """k×k convolution, stride 1, zero padding k//2 (PyTorch ``nn.Conv2d``).
+  """k×k convolution with zero padding (PyTorch ``nn.Conv2d``).
 
   Attributes:
     features: output channels.
-    kernel_size: 1 or an odd k; 1×1 runs as an einsum.
+    kernel_size: k (square kernel); an unpadded stride-1 1×1 conv runs as an
+      einsum, everything else as one dense ``lax.conv`` (HWIO).
     use_bias: whether a ``bias`` leaf exists.
+    stride: the stride on both spatial axes.
+    padding: zero padding on every side (default ``k // 2``, "same" for an
+      odd k), e.g. 1 for IR-Flow's 4×4 stride-2 down-sampling conv.
   """
   features: int
   kernel_size: int = 3
   use_bias: bool = False
+  stride: int = 1
+  padding: int | None = None
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -121,49 +127,13 @@ class Conv2d(nn.Module):
                    (k, k, cin, self.features), self.param_dtype)
     x = x.astype(self.dtype)
     w = w.astype(self.dtype)
-    if k == 1:
+    p = k // 2 if self.padding is None else self.padding
+    if k == 1 and self.stride == 1 and p == 0:
       y = jnp.einsum('bhwc,cd->bhwd', x, w[0, 0])
     else:
-      p = k // 2
       y = jax.lax.conv_general_dilated(
-          x, w, (1, 1), ((p, p), (p, p)),
+          x, w, (self.stride,) * 2, ((p, p), (p, p)),
           dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-    if self.use_bias:
-      b = self.param('bias', _uniform_bias_init(cin * k * k),
-                     (self.features,), self.param_dtype)
-      y = y + b.astype(self.dtype)
-    return y
-
-
-class PaddedConv2d(nn.Module):
-  """k×k convolution with explicit stride and zero padding (``nn.Conv2d``).
-
-  For the cases :class:`Conv2d` does not cover, e.g. IR-Flow's 4×4 stride-2
-  padding-1 down-sampling conv. Runs as one dense ``lax.conv`` (HWIO).
-
-  Attributes:
-    features: output channels.
-    kernel_size: k (square kernel).
-    stride: the stride on both spatial axes.
-    padding: zero padding on every side.
-    use_bias: whether a ``bias`` leaf exists.
-  """
-  features: int
-  kernel_size: int
-  stride: int = 1
-  padding: int = 0
-  use_bias: bool = False
-  dtype: Dtype = jnp.float32
-  param_dtype: Dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    k, cin, p = self.kernel_size, x.shape[-1], self.padding
-    w = self.param('weight', torch_default_kernel_init,
-                   (k, k, cin, self.features), self.param_dtype)
-    y = jax.lax.conv_general_dilated(
-        x.astype(self.dtype), w.astype(self.dtype), (self.stride,) * 2,
-        ((p, p), (p, p)), dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
     if self.use_bias:
       b = self.param('bias', _uniform_bias_init(cin * k * k),
                      (self.features,), self.param_dtype)

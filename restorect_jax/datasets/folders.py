@@ -1,0 +1,181 @@
+"""Folder checks and file pairing shared by the dataset builders.
+
+Files pair by a key computed from the file name (the stem, the part before
+the first ``_``, or the stem without a role prefix such as ``low`` /
+``normal``). Listing, the two basic keys and the error name lists reuse
+``input_pipeline``'s helpers, so builders and
+``input_pipeline.PairedFolderSource`` see the same files. Every problem is an
+error naming the files: a missing folder (:class:`ManualDirError`, with the
+expected tree), files without a partner, two files with one key, or a folder
+that differs from a shipped split list (:class:`SplitMismatchError`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Callable, Sequence
+
+from restorect_jax import input_pipeline
+
+# input_pipeline's helpers, reused so both read folders alike.
+list_images = input_pipeline.list_images
+index_by_key = input_pipeline.index_by_key
+name_list = input_pipeline.name_list
+
+
+class ManualDirError(FileNotFoundError):
+  """The manual folder, or a sub-folder the builder needs, is missing."""
+
+
+class SplitMismatchError(ValueError):
+  """A folder's record names differ from the shipped split list."""
+
+
+def _hint(root: str, rel: str) -> str:
+  """Suggests a child of ``root`` that holds ``rel`` (a zip's top folder)."""
+  if not os.path.isdir(root):
+    return ''
+  for child in sorted(os.listdir(root)):
+    if os.path.isdir(os.path.join(root, child, rel)):
+      return (f' Found it under {os.path.join(root, child)}: pass that '
+              'folder as the manual dir.')
+  return ''
+
+
+def check_root(root: str, tree: str) -> str:
+  """Returns ``root`` if it is an existing folder, else raises."""
+  root = os.fspath(root)
+  if not os.path.isdir(root):
+    raise ManualDirError(
+        f'Manual folder not found: {root}. Expected this tree:\n{tree}')
+  return root
+
+
+def require_dir(root: str, rel: str | Sequence[str], tree: str) -> str:
+  """``root/rel`` as a path, or :class:`ManualDirError` with the tree.
+
+  Args:
+    root: the manual folder.
+    rel: relative folder, or alternatives tried in order (first existing
+      wins).
+    tree: the expected tree, shown in the error.
+
+  Returns:
+    The existing folder's path.
+  """
+  alternatives = (rel,) if isinstance(rel, str) else tuple(rel)
+  for candidate in alternatives:
+    path = os.path.join(root, candidate)
+    if os.path.isdir(path):
+      return path
+  what = ' or '.join(repr(a) for a in alternatives)
+  raise ManualDirError(
+      f'Missing sub-folder {what} in manual folder {root}.'
+      f'{_hint(root, alternatives[0])} Expected this tree:\n{tree}')
+
+
+def stem_key(name: str) -> str:
+  """Pairing key: the file name without extension (``1.png`` ↔ ``1.jpg``)."""
+  return input_pipeline.match_key(name, False)
+
+
+def underscore_prefix_key(name: str) -> str:
+  """Pairing key: the part before the first ``_`` (``0_rain``, ``0_clean``)."""
+  return input_pipeline.match_key(name, True)
+
+
+def role_prefix_key(*prefixes: str) -> Callable[[str], str]:
+  """Pairing key that strips a leading role word from the stem.
+
+  E.g. ``role_prefix_key('low', 'normal')`` pairs ``low00690.png`` with
+  ``normal00690.png`` (LOL-v2-Real). Longer prefixes are tried first;
+  a stem without any prefix is its own key.
+
+  Args:
+    *prefixes: role words, matched case-sensitively at the start.
+
+  Returns:
+    The key function.
+  """
+  pattern = re.compile(
+      '^(?:' + '|'.join(re.escape(p) for p in
+                        sorted(prefixes, key=len, reverse=True)) + ')')
+
+  def key(name: str) -> str:
+    return pattern.sub('', stem_key(name), count=1)
+
+  return key
+
+
+@dataclasses.dataclass(frozen=True)
+class Example:
+  """One record to write: its name and the source file of each role."""
+
+  name: str
+  lq: str | None = None
+  gt: str | None = None
+
+
+def pair_folders(
+    lq_dir: str,
+    gt_dir: str,
+    *,
+    key: Callable[[str], str] = stem_key,
+) -> list[Example]:
+  """Pairs two folders by key; every file must have exactly one partner.
+
+  Args:
+    lq_dir: folder of degraded inputs.
+    gt_dir: folder of ground truths.
+    key: pairing key of a file name.
+
+  Returns:
+    Examples sorted by record name (the lq file name without extension).
+
+  Raises:
+    ValueError: an empty folder, an ambiguous key, or unmatched files (all
+      are listed).
+  """
+  examples = [
+      Example(stem_key(lq), os.path.join(lq_dir, lq),
+              os.path.join(gt_dir, gt))
+      for lq, gt in input_pipeline.pair_by_key(lq_dir, gt_dir, key)
+  ]
+  return sorted(examples, key=lambda e: e.name)
+
+
+def single_folder(folder: str, role: str) -> list[Example]:
+  """One example per image of ``folder`` (role ``'lq'`` or ``'gt'``)."""
+  names = list_images(folder, role)
+  index_by_key(folder, names, stem_key)  # 'a.png' + 'a.jpg' is an error.
+  return [Example(stem_key(n), **{role: os.path.join(folder, n)})
+          for n in names]
+
+
+def order_by_list(
+    examples: Sequence[Example], names: Sequence[str], where: str,
+    list_name: str,
+) -> list[Example]:
+  """Reorders examples to ``names``; the two name sets must be equal.
+
+  Raises:
+    SplitMismatchError: names missing from the folder or not in the list.
+  """
+  by_name = {e.name: e for e in examples}
+  missing = [n for n in names if n not in by_name]
+  extra = sorted(set(by_name) - set(names))
+  if missing or extra:
+    parts = []
+    if missing:
+      parts.append(f'{len(missing)} listed names are missing: '
+                   f'{name_list(missing)}')
+    if extra:
+      parts.append(f'{len(extra)} names are not in the list: '
+                   f'{name_list(extra)}')
+    raise SplitMismatchError(
+        f'{where} does not match the split list {list_name}: '
+        + '; '.join(parts) + '. The shipped lists are fixed; the folder is '
+        'not the public download.')
+  return [by_name[n] for n in names]

@@ -1,0 +1,81 @@
+"""SICE builder: multi-exposure training scenes + SICE-Grad / SICE-Mix tests.
+
+Layout as RestoRect uses it (``options/trainS1_SICE.yml``,
+``options/test_SICE.yml``): training scenes ``Dataset/train/<scene>/`` hold
+several exposures of one scene, the target is ``Dataset/label/<scene>.JPG``;
+every exposure becomes its own record ``<scene>_<exposure stem>`` paired
+with the scene's label (the reference's ``SICEDataset``). Evaluation uses
+``SICE_Reshape`` as ground truth for the inputs in ``SICE_Grad`` or
+``SICE_Mix`` (485 images each), paired by file stem.
+
+Assumptions: an exposure has the size of its label (the input pipeline crops
+both at one position; the reference resizes both to multiples of 32 first);
+a scene folder without a label, a label without a scene folder and an empty
+scene folder are errors (the reference skipped scenes without labels).
+Hidden folders are ignored; scene names need not be numeric.
+"""
+
+from __future__ import annotations
+
+import os
+
+from restorect_jax.datasets import base
+from restorect_jax.datasets import folders
+
+_TREE = """\
+SICE/                           <- --manual_dir
+  Dataset/train/<scene>/*.JPG   several exposures per scene (e.g. 1/1.JPG ...)
+  Dataset/label/<scene>.JPG     one target per scene
+  SICE_Reshape/*.JPG            test targets (485)
+  SICE_Grad/*.JPG               test inputs, same stems as SICE_Reshape
+  SICE_Mix/*.JPG                test inputs, same stems as SICE_Reshape"""
+
+
+class Sice(base.RestorationBuilder):
+  """SICE (Cai et al. 2018) as RestoRect uses it: train + Grad/Mix tests."""
+
+  name = 'sice'
+  TREE = _TREE
+  HOMEPAGE = 'https://github.com/csjcai/SICE'
+  SPLIT_RULE = ('train = every exposure in Dataset/train/<scene> with '
+                'Dataset/label/<scene>; test_grad = SICE_Grad vs '
+                'SICE_Reshape; test_mix = SICE_Mix vs SICE_Reshape')
+
+  def _examples(self, root: str) -> dict[str, list[folders.Example]]:
+    folders.check_root(root, _TREE)
+    train = folders.require_dir(root, 'Dataset/train', _TREE)
+    label = folders.require_dir(root, 'Dataset/label', _TREE)
+    reshape = folders.require_dir(root, 'SICE_Reshape', _TREE)
+    grad = folders.require_dir(root, 'SICE_Grad', _TREE)
+    mix = folders.require_dir(root, 'SICE_Mix', _TREE)
+    return {
+        'train': _scene_pairs(train, label),
+        'test_grad': folders.pair_folders(grad, reshape),
+        'test_mix': folders.pair_folders(mix, reshape),
+    }
+
+
+def _scene_pairs(train_dir: str, label_dir: str) -> list[folders.Example]:
+  scenes = sorted(n for n in os.listdir(train_dir)
+                  if not n.startswith('.') and
+                  os.path.isdir(os.path.join(train_dir, n)))
+  labels = folders.index_by_key(label_dir, folders.list_images(label_dir, 'gt'),
+                             folders.stem_key)
+  no_label = sorted(set(scenes) - set(labels))
+  no_scene = sorted(labels[k] for k in set(labels) - set(scenes))
+  if no_label or no_scene:
+    parts = []
+    if no_label:
+      parts.append(f'scene folders in {train_dir} without a label in '
+                   f'{label_dir}: {folders.name_list(no_label)}')
+    if no_scene:
+      parts.append(f'labels in {label_dir} without a scene folder in '
+                   f'{train_dir}: {folders.name_list(no_scene)}')
+    raise ValueError('Unmatched SICE scenes: ' + '; '.join(parts) + '.')
+  examples = []
+  for scene in scenes:
+    folder = os.path.join(train_dir, scene)
+    for ex in folders.single_folder(folder, 'lq'):
+      examples.append(folders.Example(f'{scene}_{ex.name}', ex.lq,
+                                   os.path.join(label_dir, labels[scene])))
+  return sorted(examples, key=lambda e: e.name)

@@ -2,20 +2,54 @@
 
 * :class:`PairedFolderSource` — random-access source over two folders of
   images matched by file name (or by the prefix before the first ``'_'``).
-* :func:`train_dataset` — shard → shuffle → repeat → per-record random paired
-  crop + dihedral augmentation → batch, as a ``grain.IterDataset`` whose
+  Any other random-access source of ``{'lq', 'gt', 'name'}`` uint8 records
+  (e.g. a TFDS ``data_source``) works with the functions below.
+* :func:`train_dataset` — shard → shuffle → repeat → optional joint
+  bicubic resize → per-record random paired crop + dihedral augmentation →
+  batch → optional multiprocess prefetch, as a ``grain.IterDataset`` whose
   iterator state can be checkpointed (``get_state``/``set_state``).
 * :func:`progressive_crop` — the reference's progressive training: per step a
   random sub-batch and a smaller random crop of the training patch.
-* :func:`eval_dataset` — full images, one at a time, as float32.
+* :func:`eval_dataset` — full images, one at a time, as float32; optional
+  joint resize, reflect padding to a multiple (e.g. 8) or to shape buckets.
+* :func:`resize_bicubic` / :func:`resized_shape` — the reference's resize
+  modes (``'square'``: UIEB/LSUI ``chaos``; ``'multiple_of_32'``:
+  SICE/SID/BAID/FiveK).
 
 Conventions follow the RestoRect reference (BasicSR paired datasets, see
 ``spec/restorect.md`` §4): images are float32 in [0, 1], RGB, NHWC, with no
 mean/std normalisation; a training sample smaller than the patch is padded on
 the bottom/right with an edge-including mirror (``cv2.BORDER_REFLECT`` = numpy
 ``'symmetric'``) before the random crop; the 8 dihedral transforms are applied
-jointly to ``lq`` and ``gt``. Everything runs in-process (no worker
-processes); ``num_threads`` optionally reads records in threads.
+jointly to ``lq`` and ``gt``. ``num_threads`` reads records in threads;
+``num_workers`` runs the whole per-record pipeline in worker processes
+(grain ``mp_prefetch``) and yields the same stream as ``num_workers=0``.
+
+Resizing (``resize=``), as the reference's dataset classes do it
+(``cv2.resize(..., INTER_CUBIC)`` on the float32 [0, 1] images, lq and gt
+alike, before any crop):
+
+* ``'none'`` — native size (LOL and most sets).
+* ``'square'`` — the whole image to ``resize_size`` × ``resize_size``
+  (reference ``dataset_type: chaos``: 512 for UIEB/LSUI training, 256 at
+  test), no aspect preservation.
+* ``'multiple_of_32'`` — reference ``SICE``/``SSID``/``BAID`` types: if a side
+  exceeds 2048 the long side becomes 2048 and the short side
+  ``floor(short * 2048 / long)``; then each side is rounded *up* to the next
+  multiple of 32 (so the long side stays <= 2048), and the image is resized
+  to that shape (an image already of that shape is returned unchanged).
+
+:func:`resize_bicubic` is a numpy port of OpenCV's ``INTER_CUBIC`` (Keys
+kernel with a = -0.75, half-pixel centres, edge pixels replicated, no
+anti-aliasing when shrinking, float32 arithmetic, width pass then height
+pass). OpenCV is not a dependency, so it is checked against PyTorch's
+``interpolate(mode='bicubic', align_corners=False)``, which uses the same
+kernel, positions and edge clamping, to 2e-5 (PyTorch computes the source
+positions in float32; this port, like OpenCV, in double); last-bit
+differences from OpenCV's SIMD summation order are possible. Bicubic
+overshoot is not clipped (the reference does not clip either), so resized
+values can leave [0, 1], by up to about 0.2 at hard edges. Pillow's BICUBIC
+is a different filter (a = -0.5, anti-aliased) and is not used.
 
 Example::
 
@@ -30,13 +64,23 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
 
 import grain
 import numpy as np
+from absl import flags
 
 from restorect_jax import image_io
+from restorect_jax import tiling
+
+ResizeMode = Literal['none', 'square', 'multiple_of_32']
+RESIZE_MODES = ('none', 'square', 'multiple_of_32')
+# The reference's SICE/SSID/BAID resize: sides to multiples of 32, long side
+# capped at 2048 (``paired_scale_BAID``).
+RESIZE_MULTIPLE = 32
+RESIZE_MAX_SIDE = 2048
+_CUBIC_A = -0.75  # OpenCV's INTER_CUBIC (and PyTorch's bicubic) kernel.
 
 # Decoding lives in image_io (shared with the restore CLI); these names are
 # kept here for existing callers.
@@ -45,7 +89,13 @@ read_image = image_io.read_image_uint8  # uint8 (H, W, 3), EXIF ignored.
 _image_size = image_io.image_size
 
 
-def _list_images(folder: str, kind: str) -> list[str]:
+def list_images(folder: str, kind: str) -> list[str]:
+  """Sorted image file names in ``folder``; raises if missing or empty.
+
+  Args:
+    folder: the folder to list.
+    kind: what the folder holds (``'lq'``, ``'gt'``, ...), for messages.
+  """
   if not os.path.exists(folder):
     raise FileNotFoundError(f'{kind} folder not found: {folder}')
   if not os.path.isdir(folder):
@@ -59,29 +109,69 @@ def _list_images(folder: str, kind: str) -> list[str]:
   return names
 
 
-def _match_key(name: str, prefix_match: bool) -> str:
+def match_key(name: str, prefix_match: bool = False) -> str:
+  """Pairing key: the stem, or with ``prefix_match`` the part before ``_``."""
   stem = os.path.splitext(name)[0]
   return stem.split('_', 1)[0] if prefix_match else stem
 
 
-def _name_list(names: list[str], limit: int = 50) -> str:
+def name_list(names: Sequence[str], limit: int = 50) -> str:
+  """``names`` joined for an error message, at most ``limit`` of them."""
   more = f' ... and {len(names) - limit} more' if len(names) > limit else ''
   return ', '.join(names[:limit]) + more
 
 
-def _index_by_key(
-    folder: str, names: list[str], prefix_match: bool
+def index_by_key(
+    folder: str, names: Sequence[str], key: Callable[[str], str]
 ) -> dict[str, str]:
+  """``{key(name): name}``; two files with one key is an error naming both."""
   by_key: dict[str, str] = {}
   for n in names:
-    key = _match_key(n, prefix_match)
-    if key in by_key:
+    k = key(n)
+    if k in by_key:
       raise ValueError(
-          f'Ambiguous pairing in {folder}: {by_key[key]} and {n} both match '
-          f'key {key!r}.'
+          f'Ambiguous pairing in {folder}: {by_key[k]} and {n} both match '
+          f'key {k!r}.'
       )
-    by_key[key] = n
+    by_key[k] = n
   return by_key
+
+
+def pair_by_key(
+    lq_dir: str, gt_dir: str, key: Callable[[str], str]
+) -> list[tuple[str, str]]:
+  """``(lq name, gt name)`` pairs of two folders, sorted by key.
+
+  Every file must have exactly one partner; all unmatched files are listed
+  in the error.
+
+  Args:
+    lq_dir: folder of degraded inputs.
+    gt_dir: folder of ground truths.
+    key: pairing key of a file name.
+
+  Raises:
+    FileNotFoundError: a folder is missing.
+    ValueError: an empty folder, an ambiguous key or unmatched files.
+  """
+  lq = index_by_key(lq_dir, list_images(lq_dir, 'lq'), key)
+  gt = index_by_key(gt_dir, list_images(gt_dir, 'gt'), key)
+  lq_only = sorted(lq[k] for k in lq.keys() - gt.keys())
+  gt_only = sorted(gt[k] for k in gt.keys() - lq.keys())
+  if lq_only or gt_only:
+    parts = []
+    if lq_only:
+      parts.append(
+          f'{len(lq_only)} lq files without gt in {gt_dir}: '
+          + name_list(lq_only)
+      )
+    if gt_only:
+      parts.append(
+          f'{len(gt_only)} gt files without lq in {lq_dir}: '
+          + name_list(gt_only)
+      )
+    raise ValueError('Unmatched image pairs. ' + '; '.join(parts))
+  return [(lq[k], gt[k]) for k in sorted(lq)]
 
 
 # ----------------------------------------------------------------------------
@@ -132,31 +222,13 @@ class PairedFolderSource:
     self.lq_dir = os.fspath(lq_dir)
     self.gt_dir = os.fspath(gt_dir)
     self.prefix_match = prefix_match
-    lq = _index_by_key(
-        self.lq_dir, _list_images(self.lq_dir, 'lq'), prefix_match
-    )
-    gt = _index_by_key(
-        self.gt_dir, _list_images(self.gt_dir, 'gt'), prefix_match
-    )
-    lq_only = sorted(lq[k] for k in lq.keys() - gt.keys())
-    gt_only = sorted(gt[k] for k in gt.keys() - lq.keys())
-    if lq_only or gt_only:
-      parts = []
-      if lq_only:
-        parts.append(
-            f'{len(lq_only)} lq files without gt in {self.gt_dir}: '
-            + _name_list(lq_only)
-        )
-      if gt_only:
-        parts.append(
-            f'{len(gt_only)} gt files without lq in {self.lq_dir}: '
-            + _name_list(gt_only)
-        )
-      raise ValueError('Unmatched image pairs. ' + '; '.join(parts))
-    self.keys = sorted(lq)
-    self.lq_paths = [os.path.join(self.lq_dir, lq[k]) for k in self.keys]
-    self.gt_paths = [os.path.join(self.gt_dir, gt[k]) for k in self.keys]
-    self.names = [os.path.splitext(lq[k])[0] for k in self.keys]
+    pairs = pair_by_key(
+        self.lq_dir, self.gt_dir,
+        functools.partial(match_key, prefix_match=prefix_match))
+    self.keys = [match_key(lq, prefix_match) for lq, _ in pairs]
+    self.lq_paths = [os.path.join(self.lq_dir, lq) for lq, _ in pairs]
+    self.gt_paths = [os.path.join(self.gt_dir, gt) for _, gt in pairs]
+    self.names = [os.path.splitext(lq)[0] for lq, _ in pairs]
     if validate:
       for lq_path, gt_path in zip(self.lq_paths, self.gt_paths):
         self._check_sizes(
@@ -285,6 +357,187 @@ def random_paired_crop(
 _to_float = image_io.uint8_to_float32
 
 
+def _as_float32(img: np.ndarray) -> np.ndarray:
+  """uint8 → [0, 1] (:func:`image_io.uint8_to_float32`); float → float32."""
+  img = np.asarray(img)
+  if img.dtype == np.uint8:
+    return _to_float(img)
+  if not np.issubdtype(img.dtype, np.floating):
+    raise ValueError(f'Expected uint8 or float pixels, got {img.dtype}.')
+  return img.astype(np.float32, copy=False)
+
+
+# ----------------------------------------------------------------------------
+# Resizing (the reference's cv2.resize INTER_CUBIC modes).
+# ----------------------------------------------------------------------------
+
+
+def _check_resize(mode: str, size: int) -> None:
+  if mode not in RESIZE_MODES:
+    raise ValueError(
+        f'resize must be one of {", ".join(RESIZE_MODES)}; got {mode!r}.'
+    )
+  if mode == 'square' and int(size) < 1:
+    raise ValueError(f"resize='square' needs resize_size >= 1, got {size}.")
+
+
+def resized_shape(
+    h: int, w: int, mode: ResizeMode, *, size: int = 512
+) -> tuple[int, int]:
+  """(height, width) an h × w image has after resize ``mode``.
+
+  * ``'none'``: ``(h, w)``.
+  * ``'square'``: ``(size, size)``.
+  * ``'multiple_of_32'``: if ``max(h, w) > 2048`` the long side becomes 2048
+    and the short side ``floor(short * 2048 / long)`` (at least 1); then each
+    side is rounded up to a multiple of 32. E.g. 400×600 → 416×608,
+    3000×4000 → 1536×2048, 64×96 unchanged. The rule of the reference's
+    ``paired_scale_BAID`` (SICE, SID, BAID, FiveK).
+
+  Args:
+    h: image height.
+    w: image width.
+    mode: ``'none'``, ``'square'`` or ``'multiple_of_32'``.
+    size: the side for ``'square'``.
+
+  Returns:
+    The resized (height, width).
+  """
+  _check_resize(mode, size)
+  h, w = int(h), int(w)
+  if h < 1 or w < 1:
+    raise ValueError(f'Image sides must be >= 1, got {h}x{w}.')
+  if mode == 'none':
+    return h, w
+  if mode == 'square':
+    return int(size), int(size)
+  if max(h, w) > RESIZE_MAX_SIDE:
+    if h > w:
+      h, w = RESIZE_MAX_SIDE, max(1, w * RESIZE_MAX_SIDE // h)
+    else:
+      h, w = max(1, h * RESIZE_MAX_SIDE // w), RESIZE_MAX_SIDE
+  return (
+      tiling.round_up(h, RESIZE_MULTIPLE),
+      tiling.round_up(w, RESIZE_MULTIPLE),
+  )
+
+
+def _cubic_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+  """Source indices (n_out, 4) and float32 weights (n_out, 4) of one axis.
+
+  OpenCV ``INTER_CUBIC``: output pixel ``i`` samples the input at
+  ``(i + 0.5) * n_in / n_out - 0.5`` with the 4-tap Keys kernel (a = -0.75)
+  at the 4 nearest pixels, out-of-range taps clamped to the edge pixel; the
+  kernel is not widened when shrinking.
+  """
+  # OpenCV: scale = 1 / (n_out / n_in) in double, position cast to float.
+  scale = 1.0 / (n_out / n_in)
+  src = ((np.arange(n_out, dtype=np.float64) + 0.5) * scale - 0.5).astype(
+      np.float32
+  )
+  left = np.floor(src)
+  t = (src - left).astype(np.float32)
+  idx = left.astype(np.int64)[:, None] + np.arange(-1, 3)[None, :]
+  idx = np.clip(idx, 0, n_in - 1)
+  a = np.float32(_CUBIC_A)
+  one = np.float32(1.0)
+  t1, u = t + one, one - t
+  w0 = ((a * t1 - 5 * a) * t1 + 8 * a) * t1 - 4 * a
+  w1 = ((a + 2) * t - (a + 3)) * t * t + one
+  w2 = ((a + 2) * u - (a + 3)) * u * u + one
+  w3 = one - w0 - w1 - w2
+  return idx, np.stack([w0, w1, w2, w3], axis=1).astype(np.float32)
+
+
+def _resize_axis(img: np.ndarray, n_out: int, axis: int) -> np.ndarray:
+  n_in = img.shape[axis]
+  if n_in == n_out:
+    return img
+  idx, weights = _cubic_taps(n_in, n_out)
+  shape = [1] * img.ndim
+  shape[axis] = n_out
+  out = np.zeros(
+      img.shape[:axis] + (n_out,) + img.shape[axis + 1 :], np.float32
+  )
+  for k in range(4):
+    out += np.take(img, idx[:, k], axis=axis) * weights[:, k].reshape(shape)
+  return out
+
+
+def resize_bicubic(img: np.ndarray, height: int, width: int) -> np.ndarray:
+  """Bicubic resize as ``cv2.resize(img, (width, height), INTER_CUBIC)``.
+
+  uint8 input is first scaled to [0, 1] (:func:`image_io.uint8_to_float32`);
+  the result is float32 and is not clipped (see the module docstring). The
+  width is resized first, then the height; a side that keeps its length is
+  copied exactly, so resizing to the current shape is the identity.
+
+  Args:
+    img: (H, W) or (H, W, C) uint8 or float image.
+    height: output height (>= 1).
+    width: output width (>= 1).
+
+  Returns:
+    float32 (height, width[, C]).
+  """
+  img = _as_float32(img)
+  if img.ndim not in (2, 3):
+    raise ValueError(f'Expected (H, W) or (H, W, C), got {img.shape}.')
+  if int(height) < 1 or int(width) < 1:
+    raise ValueError(f'Output size must be >= 1, got {height}x{width}.')
+  out = _resize_axis(img, int(width), axis=1)
+  out = _resize_axis(out, int(height), axis=0)
+  return out if out is not img else img.copy()
+
+
+def resize_pair(
+    lq: np.ndarray,
+    gt: np.ndarray,
+    mode: ResizeMode,
+    *,
+    size: int = 512,
+) -> tuple[np.ndarray, np.ndarray]:
+  """Resizes ``lq`` and ``gt`` jointly to :func:`resized_shape` of ``gt``.
+
+  ``mode='none'`` returns the inputs unchanged (uint8 stays uint8);
+  otherwise both come back float32 from :func:`resize_bicubic`.
+
+  Args:
+    lq: (H, W, C) input.
+    gt: (H, W, C) target, same height and width.
+    mode: see :func:`resized_shape`.
+    size: the side for ``'square'``.
+
+  Returns:
+    ``(lq, gt)`` resized.
+  """
+  if lq.shape[:2] != gt.shape[:2]:
+    raise ValueError(f'lq {lq.shape} and gt {gt.shape} differ in size.')
+  if mode == 'none':
+    _check_resize(mode, size)
+    return lq, gt
+  h, w = resized_shape(*gt.shape[:2], mode, size=size)
+  return resize_bicubic(lq, h, w), resize_bicubic(gt, h, w)
+
+
+class PairedResize(grain.transforms.Map):
+  """Joint bicubic resize of a record's ``lq`` and ``gt`` (other keys kept)."""
+
+  def __init__(self, mode: ResizeMode, size: int = 512):
+    _check_resize(mode, size)
+    self.mode = mode
+    self.size = int(size)
+
+  def map(self, element: Mapping[str, Any]) -> dict[str, Any]:
+    lq, gt = resize_pair(
+        np.asarray(element['lq']),
+        np.asarray(element['gt']),
+        self.mode,
+        size=self.size,
+    )
+    return {**element, 'lq': lq, 'gt': gt}
+
+
 class PairedCropAugment(grain.transforms.RandomMap):
   """Per-record pad + random paired crop + joint dihedral + float32 [0, 1]."""
 
@@ -300,7 +553,7 @@ class PairedCropAugment(grain.transforms.RandomMap):
     )
     if self.geometric_augs:
       lq, gt = augment_dihedral(lq, gt, int(rng.integers(0, 8)))
-    return {'lq': _to_float(lq), 'gt': _to_float(gt)}
+    return {'lq': _as_float32(lq), 'gt': _as_float32(gt)}
 
 
 # ----------------------------------------------------------------------------
@@ -324,6 +577,137 @@ def _check_shard(shard_index: int, shard_count: int) -> None:
     )
 
 
+def _plain_arrays(element: Any) -> Any:
+  """Copies arrays out of grain's shared memory into ordinary numpy arrays.
+
+  Batches from worker processes arrive as ``SharedMemoryArray``s whose
+  segment is freed when the array is garbage-collected; a plain copy frees
+  it at once and lets callers keep batches (e.g. in a list) safely.
+  """
+  if isinstance(element, dict):
+    return {k: _plain_arrays(v) for k, v in element.items()}
+  if isinstance(element, np.ndarray) and type(element) is not np.ndarray:
+    return np.array(element, copy=True)
+  return element
+
+
+def _ensure_absl_flags_parsed() -> None:
+  """Marks absl flags parsed outside ``absl.app`` (tests, notebooks).
+
+  grain 0.2.18's ``mp_prefetch`` reads one of its absl flags (worker
+  profiling) and raises ``UnparsedFlagAccessError`` when the program has not
+  parsed flags; with ``absl.app.run`` (``restorect_jax.main``) they already
+  are and nothing changes. Unparsed flags keep their defaults.
+  """
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+
+
+class _WorkerPrefetchIterator(grain.DatasetIterator):
+  """Iterates ``map_ds[k:]`` through grain's ``mp_prefetch``.
+
+  The state is ``{'next_index': k}``, the number of elements consumed: the
+  format of the in-process iterator, so a checkpoint restores with any
+  ``num_workers`` (grain's own multiprocess state is tied to the worker
+  count). ``set_state`` restarts the workers at ``map_ds[k:]``, which holds
+  the same elements because every transform is seeded by record index.
+  """
+
+  def __init__(
+      self,
+      map_ds: grain.MapDataset,
+      read_options: grain.ReadOptions,
+      mp_options: grain.MultiprocessingOptions,
+  ):
+    super().__init__()
+    self._map_ds = map_ds
+    self._read_options = read_options
+    self._mp_options = mp_options
+    self._next_index = 0
+    self._it = None
+    self._exhausted = False
+
+  def __next__(self) -> Any:
+    if self._exhausted:
+      raise StopIteration
+    if self._it is None:
+      ds = self._map_ds[self._next_index :].to_iter_dataset(
+          self._read_options
+      )
+      self._it = iter(ds.mp_prefetch(self._mp_options))
+    try:
+      element = next(self._it)
+    except StopIteration:
+      self.close()  # Stops the workers and frees their buffers.
+      self._exhausted = True
+      raise
+    self._next_index += 1
+    return _plain_arrays(element)
+
+  def get_state(self) -> dict[str, Any]:
+    return {'next_index': self._next_index}
+
+  def set_state(self, state: dict[str, Any]) -> None:
+    self.close()
+    self._next_index = int(state['next_index'])
+    self._exhausted = False
+
+  def close(self) -> None:
+    if self._it is not None:
+      self._it.close()
+      self._it = None
+
+
+class _WorkerPrefetchIterDataset(grain.IterDataset):
+  """``map_ds`` read by worker processes with a worker-count-free state."""
+
+  def __init__(
+      self,
+      map_ds: grain.MapDataset,
+      read_options: grain.ReadOptions,
+      mp_options: grain.MultiprocessingOptions,
+  ):
+    super().__init__()
+    self._map_ds = map_ds
+    self._read_options = read_options
+    self._mp_options = mp_options
+
+  def __iter__(self) -> _WorkerPrefetchIterator:
+    _ensure_absl_flags_parsed()
+    return _WorkerPrefetchIterator(
+        self._map_ds, self._read_options, self._mp_options
+    )
+
+  def __str__(self) -> str:
+    return (
+        f'WorkerPrefetchIterDataset(num_workers='
+        f'{self._mp_options.num_workers})'
+    )
+
+
+def _to_iter_dataset(
+    ds: grain.MapDataset,
+    read_options: grain.ReadOptions,
+    num_workers: int,
+    worker_buffer_size: int,
+) -> grain.IterDataset:
+  """``ds.to_iter_dataset``, with worker processes when ``num_workers > 0``."""
+  if num_workers < 0 or worker_buffer_size < 1:
+    raise ValueError(
+        'Need num_workers >= 0 and worker_buffer_size >= 1, got '
+        f'{num_workers}, {worker_buffer_size}.'
+    )
+  if num_workers == 0:
+    return ds.to_iter_dataset(read_options)
+  return _WorkerPrefetchIterDataset(
+      ds,
+      read_options,
+      grain.MultiprocessingOptions(
+          num_workers=num_workers, per_worker_buffer_size=worker_buffer_size
+      ),
+  )
+
+
 def train_dataset(
     source: Any,
     *,
@@ -336,17 +720,39 @@ def train_dataset(
     geometric_augs: bool = True,
     num_threads: int = 0,
     prefetch_buffer_size: int = 16,
+    resize: ResizeMode = 'none',
+    resize_size: int = 512,
+    num_workers: int = 0,
+    worker_buffer_size: int = 1,
 ) -> grain.IterDataset:
   """Training batches of random paired patches.
 
   Pipeline: ``MapDataset.source(source)[shard_index::shard_count]`` →
   ``shuffle`` (reshuffled every epoch) → ``repeat(num_epochs)`` →
+  :class:`PairedResize` (only when ``resize != 'none'``) →
   :class:`PairedCropAugment` (seeded per record from ``seed`` and the global
-  record index, so every epoch gets new crops) → ``batch(drop_remainder=True)``
-  → ``to_iter_dataset``. The stream is a pure function of the source, the
-  arguments and ``seed``; the iterator's ``get_state()``/``set_state()``
-  resume it exactly (use ``grain.checkpoint.CheckpointSave/Restore`` with
-  Orbax).
+  record index, so every epoch gets new crops) →
+  ``batch(drop_remainder=True)`` → ``to_iter_dataset`` → ``mp_prefetch``
+  (only when ``num_workers > 0``).
+  The stream is a pure function of the source, the arguments and ``seed``,
+  and does not depend on ``num_threads`` or ``num_workers`` (each worker
+  process computes every ``num_workers``-th batch and grain interleaves them
+  back in order). The iterator's ``get_state()``/``set_state()`` resume it
+  exactly (use ``grain.checkpoint.CheckpointSave/Restore`` with Orbax, or
+  save the JSON-able dict); the state is ``{'next_index': batches consumed}``
+  whatever ``num_workers`` is, so a run may resume with a different worker
+  count. Close an iterator with workers (``it.close()``) when done to stop
+  its processes; ``set_state`` restarts them at the restored position.
+
+  Sharding for multi-host runs: pass ``shard_index=jax.process_index()`` and
+  ``shard_count=jax.process_count()``; the hosts read disjoint record sets
+  (``source[i::shard_count]``) that together cover the source, each with its
+  own shuffle, so every host yields ``batch_size`` samples per step.
+
+  With ``resize='square'`` and ``patch_size == resize_size`` the crop keeps
+  the whole resized image, which is the reference's ``chaos`` (UIEB, LSUI)
+  training sample; with ``'multiple_of_32'`` the resized pair is then
+  padded/cropped to ``patch_size`` as for every other set.
 
   Args:
     source: random-access source of ``{'lq', 'gt', ...}`` uint8 records, e.g.
@@ -360,10 +766,18 @@ def train_dataset(
     geometric_augs: apply a random joint dihedral transform.
     num_threads: record-reading threads; 0 reads in the calling thread.
     prefetch_buffer_size: records buffered ahead when ``num_threads > 0``.
+    resize: ``'none'``, ``'square'`` or ``'multiple_of_32'`` (see
+      :func:`resized_shape`), applied to lq and gt before the crop.
+    resize_size: the side for ``resize='square'`` (the reference trains
+      UIEB/LSUI at 512).
+    num_workers: worker processes running the per-record pipeline (grain
+      ``mp_prefetch``); 0 runs it in this process.
+    worker_buffer_size: batches each worker computes ahead.
 
   Returns:
     A ``grain.IterDataset`` of ``{'lq': (B, P, P, 3) float32, 'gt': (B, P, P,
-    3) float32}`` with values in [0, 1].
+    3) float32}`` with values in [0, 1] (bicubic overshoot can leave it
+    after a resize, as in the reference).
   """
   if patch_size < 1 or batch_size < 1:
     raise ValueError(
@@ -375,6 +789,7 @@ def train_dataset(
   if num_epochs is not None and num_epochs < 1:
     raise ValueError(f'num_epochs must be None or >= 1, got {num_epochs}.')
   _check_shard(shard_index, shard_count)
+  _check_resize(resize, resize_size)
   shuffle_seed, map_seed = (
       int(s) for s in np.random.SeedSequence(seed).generate_state(2)
   )
@@ -390,21 +805,79 @@ def train_dataset(
         f'{batch_size} (drop_remainder=True).'
     )
   ds = ds.shuffle(seed=shuffle_seed).repeat(num_epochs)
+  if resize != 'none':
+    ds = ds.map(PairedResize(resize, resize_size))
   ds = ds.random_map(
       PairedCropAugment(patch_size, geometric_augs=geometric_augs),
       seed=map_seed,
   )
   ds = ds.batch(batch_size, drop_remainder=True)
-  return ds.to_iter_dataset(_read_options(num_threads, prefetch_buffer_size))
+  return _to_iter_dataset(
+      ds,
+      _read_options(num_threads, prefetch_buffer_size),
+      num_workers,
+      worker_buffer_size,
+  )
 
 
-def _eval_record(
-    record: Mapping[str, Any], batch_axis: bool = True
-) -> dict[str, Any]:
-  lq, gt = _to_float(record['lq']), _to_float(record['gt'])
-  if batch_axis:
-    lq, gt = lq[None], gt[None]
-  return {'lq': lq, 'gt': gt, 'name': str(record['name'])}
+class EvalTransform(grain.transforms.Map):
+  """Eval record → float32 lq/gt, optional resize, optional lq padding."""
+
+  def __init__(
+      self,
+      *,
+      batch_axis: bool = True,
+      resize: ResizeMode = 'none',
+      resize_size: int = 256,
+      pad_multiple: int = 0,
+      bucket: bool = False,
+      bucket_min_side: int = 64,
+      bucket_per_octave: int = 4,
+  ):
+    _check_resize(resize, resize_size)
+    if pad_multiple < 0:
+      raise ValueError(f'pad_multiple must be >= 0, got {pad_multiple}.')
+    self.batch_axis = batch_axis
+    self.resize = resize
+    self.resize_size = int(resize_size)
+    self.pad_multiple = int(pad_multiple)
+    self.bucket = bucket
+    self.bucket_min_side = int(bucket_min_side)
+    self.bucket_per_octave = int(bucket_per_octave)
+
+  def padded_shape(self, h: int, w: int) -> tuple[int, int]:
+    """Shape ``lq`` is padded to (``(h, w)`` when padding is off)."""
+    if self.bucket:
+      return tiling.bucket_shape(
+          h,
+          w,
+          multiple=self.pad_multiple or 8,
+          min_side=self.bucket_min_side,
+          per_octave=self.bucket_per_octave,
+      )
+    if self.pad_multiple:
+      return (
+          tiling.round_up(h, self.pad_multiple),
+          tiling.round_up(w, self.pad_multiple),
+      )
+    return h, w
+
+  def map(self, record: Mapping[str, Any]) -> dict[str, Any]:
+    lq, gt = resize_pair(
+        np.asarray(record['lq']),
+        np.asarray(record['gt']),
+        self.resize,
+        size=self.resize_size,
+    )
+    lq, gt = _as_float32(lq), _as_float32(gt)
+    h, w = gt.shape[:2]
+    lq = tiling.pad_to(lq, self.padded_shape(h, w))
+    if self.batch_axis:
+      lq, gt = lq[None], gt[None]
+    name = record['name']
+    if isinstance(name, bytes):  # TFDS / array_record strings.
+      name = name.decode('utf-8')
+    return {'lq': lq, 'gt': gt, 'name': str(name), 'hw': (h, w)}
 
 
 def eval_dataset(
@@ -415,11 +888,26 @@ def eval_dataset(
     batch_axis: bool = True,
     num_threads: int = 0,
     prefetch_buffer_size: int = 4,
+    resize: ResizeMode = 'none',
+    resize_size: int = 256,
+    pad_multiple: int = 0,
+    bucket: bool = False,
+    bucket_min_side: int = 64,
+    bucket_per_octave: int = 4,
 ) -> grain.IterDataset:
   """Full-size evaluation images, one per element, in source order.
 
-  No padding or resizing: the model pads to a multiple of 8 itself. The
-  returned dataset can be iterated any number of times.
+  Per record: optional joint resize of lq and gt (:func:`resize_pair`; the
+  reference tests UIEB/LSUI with ``'square'`` at 256 and SICE/SID/BAID/FiveK
+  with ``'multiple_of_32'``), then optional reflect padding of ``lq`` on the
+  bottom/right (:func:`tiling.pad_to`, numpy ``'reflect'`` as the
+  reference's inference ``F.pad``): to the next multiple of ``pad_multiple``,
+  or with ``bucket=True`` to :func:`tiling.bucket_shape` (sides rounded up to
+  a few sizes per octave, multiples of ``pad_multiple`` or 8), so a folder of
+  mixed sizes needs only a handful of compilations. ``gt`` is never padded;
+  ``hw`` is its (height, width), the window to crop a prediction to. Padding
+  is off by default (the predictors pad for themselves). The returned
+  dataset can be iterated any number of times.
 
   Args:
     source: random-access source of ``{'lq', 'gt', 'name'}`` records.
@@ -429,15 +917,32 @@ def eval_dataset(
       (H, W, 3) arrays.
     num_threads: record-reading threads; 0 reads in the calling thread.
     prefetch_buffer_size: records buffered ahead when ``num_threads > 0``.
+    resize: ``'none'``, ``'square'`` or ``'multiple_of_32'``.
+    resize_size: the side for ``resize='square'`` (reference test: 256).
+    pad_multiple: pad ``lq`` to multiples of this (0: no padding unless
+      ``bucket``).
+    bucket: pad ``lq`` to its shape bucket instead.
+    bucket_min_side: smallest bucket (:func:`tiling.bucket_side`).
+    bucket_per_octave: buckets per doubling of a side.
 
   Returns:
-    A ``grain.IterDataset`` of ``{'lq': (1, H, W, 3) float32, 'gt': (1, H,
-    W, 3) float32, 'name': str}`` (no leading 1 when ``batch_axis=False``);
-    H and W vary per image.
+    A ``grain.IterDataset`` of ``{'lq': (1, H', W', 3) float32, 'gt': (1, H,
+    W, 3) float32, 'name': str, 'hw': (H, W)}`` (no leading 1 when
+    ``batch_axis=False``); ``(H', W') = (H, W)`` without padding. H and W
+    vary per image.
   """
   _check_shard(shard_index, shard_count)
+  transform = EvalTransform(
+      batch_axis=batch_axis,
+      resize=resize,
+      resize_size=resize_size,
+      pad_multiple=pad_multiple,
+      bucket=bucket,
+      bucket_min_side=bucket_min_side,
+      bucket_per_octave=bucket_per_octave,
+  )
   ds = grain.MapDataset.source(source)[shard_index::shard_count]
-  ds = ds.map(functools.partial(_eval_record, batch_axis=batch_axis))
+  ds = ds.map(transform)
   return ds.to_iter_dataset(_read_options(num_threads, prefetch_buffer_size))
 
 

@@ -1,4 +1,4 @@
-"""Tests for restorect_jax.demo_data (the bundled synthetic low-light set)."""
+"""Tests for restorect_jax.demo_data (the bundled synthetic demo sets)."""
 
 import hashlib
 import json
@@ -10,6 +10,7 @@ import tempfile
 
 import numpy as np
 from absl.testing import absltest
+from absl.testing import parameterized
 from PIL import Image
 
 from restorect_jax import demo_data
@@ -19,6 +20,10 @@ from restorect_jax import input_pipeline
 def _sha256(path: str) -> str:
   with open(path, 'rb') as f:
     return hashlib.sha256(f.read()).hexdigest()
+
+
+def _json_sha256(obj) -> str:
+  return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
 
 def _read(path: str) -> np.ndarray:
@@ -113,6 +118,38 @@ class DefaultSetTest(absltest.TestCase):
       self.assertGreater(residual.std(), 3.0, p['name'])  # Visibly noisy.
       self.assertLess(residual.std(), 40.0, p['name'])
       self.assertGreater(gt.std(), 10.0, p['name'])  # Not a blank crop.
+
+  def test_default_set_is_pinned(self):
+    # SHA-256s of the default low-light set, recorded before the other
+    # degradations were added: the README demo numbers depend on these bytes.
+    files = self.manifest['files']
+    self.assertEqual(
+        files['test/low/coffee.png'],
+        'a7995a187007529830748a2020bf626e8b65ef4f44a832ccade5006791a21b20',
+    )
+    self.assertEqual(
+        files['train/low/astronaut-00.png'],
+        '22b544ffeadf07b6640dc7f70148dca60f2a48418674f0927217fb0c8fd9cd5a',
+    )
+    self.assertEqual(
+        files['train/high/rocket-01.png'],
+        '1ce530fb7800c25e2f11e30d8d1e6440deca3eb4dd445fd1136b400dc0f084a5',
+    )
+    self.assertEqual(
+        _json_sha256(files),  # All 52 files.
+        '11206c8b0fb8534638bb5c598ea074cf2f1793df93b3ec8b96b6a8264790e886',
+    )
+    self.assertEqual(
+        _json_sha256(self.manifest['pairs']),  # Boxes and draws.
+        '7616c89d4e4394f4c15ea2717009ccbd6ccfa71b9437fd94b9b82f40ef9ad127',
+    )
+    params = dict(self.manifest['params'])
+    params.pop('photo_source')  # Names the installed scikit-image version.
+    self.assertEqual(
+        _json_sha256(params),
+        '6e8afe5118480c6de220856289ddaec4dc9f5a59e19fe02f657bdb9054dae5b8',
+    )
+    self.assertNotIn('name', params['degradation'])
 
   def test_idempotent_rebuild(self):
     before = _mtimes(self.out)
@@ -228,6 +265,184 @@ class DegradeTest(absltest.TestCase):
       demo_data.degrade_low_light(
           flat.astype(np.float32), np.random.default_rng(0)
       )
+
+
+class DegradationSetTest(_TmpDirTest):
+  """The underwater, rain and noise sets (small builds, made once)."""
+
+  KW = dict(size=32, train_crops_per_image=1)
+  KINDS = ('low_light', 'underwater', 'rain', 'noise')
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.shared = tempfile.mkdtemp(prefix='demo_data_kinds_')
+    cls.sets = {
+        kind: demo_data.make_demo_pairs(
+            os.path.join(cls.shared, kind), degradation=kind, **cls.KW
+        )
+        for kind in cls.KINDS
+    }
+
+  @classmethod
+  def tearDownClass(cls):
+    shutil.rmtree(cls.shared, ignore_errors=True)
+    super().tearDownClass()
+
+  def build(self, name, degradation, seed=0, **kw):
+    out = os.path.join(self.root, name)
+    return out, demo_data.make_demo_pairs(
+        out, seed=seed, degradation=degradation, **self.KW, **kw
+    )
+
+  def test_layout_and_clean_targets(self):
+    low_light = self.sets['low_light']
+    for degradation in self.KINDS[1:]:
+      out, m = os.path.join(self.shared, degradation), self.sets[degradation]
+      self.assertEqual((m['num_train'], m['num_test']), (6, 2))
+      self.assertEqual(m['params']['degradation']['name'], degradation)
+      self.assertEqual(demo_data.verify_manifest(out, m), [])
+      for split in ('train', 'test'):
+        self.assertEqual(
+            sorted(os.listdir(os.path.join(out, split, 'low'))),
+            sorted(os.listdir(os.path.join(out, split, 'high'))),
+        )
+      # Same targets as the low-light set; different inputs.
+      for rel, digest in m['files'].items():
+        if '/high/' in rel:
+          self.assertEqual(digest, low_light['files'][rel], rel)
+        else:
+          self.assertNotEqual(digest, low_light['files'][rel], rel)
+      src = input_pipeline.PairedFolderSource(
+          os.path.join(out, 'train', 'low'), os.path.join(out, 'train', 'high')
+      )
+      self.assertLen(src, 6)
+
+  def test_deterministic_from_seed(self):
+    _, again = self.build('again', 'rain')
+    self.assertEqual(again['files'], self.sets['rain']['files'])
+    self.assertEqual(again['pairs'], self.sets['rain']['pairs'])
+    _, other = self.build('seed1', 'rain', seed=1)
+    self.assertNotEqual(
+        other['files']['test/low/coffee.png'],
+        self.sets['rain']['files']['test/low/coffee.png'],
+    )
+
+  def test_noise_sigma_recorded_and_switch_rebuilds(self):
+    out, m = self.build('n', 'noise', noise_sigma=10.0)
+    self.assertEqual(m['params']['degradation']['sigma'], 10.0)
+    self.assertTrue(all(p['sigma'] == 10.0 for p in m['pairs']))
+    # The same folder switched to another degradation is rebuilt.
+    m2 = demo_data.make_demo_pairs(out, degradation='rain', **self.KW)
+    self.assertEqual(m2['params']['degradation']['name'], 'rain')
+    self.assertEqual(demo_data.verify_manifest(out, m2), [])
+    self.assertNotEqual(
+        m2['files']['test/low/coffee.png'], m['files']['test/low/coffee.png']
+    )
+
+  def test_bad_arguments(self):
+    with self.assertRaisesRegex(ValueError, 'underwater'):
+      demo_data.make_demo_pairs(
+          os.path.join(self.root, 'x'), degradation='fog', **self.KW
+      )
+    with self.assertRaisesRegex(ValueError, 'noise_sigma'):
+      demo_data.make_demo_pairs(
+          os.path.join(self.root, 'y'), degradation='noise', noise_sigma=-1,
+          **self.KW,
+      )
+
+  def test_cli_degradation(self):
+    out = os.path.join(self.root, 'cli')
+    cmd = [sys.executable, '-m', 'restorect_jax.demo_data', '--out', out,
+           '--size', '32', '--train_crops_per_image', '1',
+           '--degradation', 'underwater']
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    res = subprocess.run(
+        cmd, cwd=repo, capture_output=True, text=True, check=False
+    )
+    self.assertEqual(res.returncode, 0, res.stderr)
+    self.assertIn('(underwater)', res.stdout)
+    with open(os.path.join(out, 'manifest.json')) as f:
+      self.assertEqual(
+          json.load(f)['files'], self.sets['underwater']['files']
+      )
+
+
+class OtherDegradationsTest(parameterized.TestCase):
+
+  @parameterized.parameters(
+      demo_data.degrade_underwater,
+      demo_data.degrade_rain,
+      demo_data.degrade_noise,
+  )
+  def test_pure_function_of_image_and_rng(self, fn):
+    img = np.random.default_rng(0).integers(0, 256, (24, 32, 3), np.uint8)
+    copy = img.copy()
+    a = fn(img, np.random.default_rng(5))
+    b = fn(img, np.random.default_rng(5))
+    c = fn(img, np.random.default_rng(6))
+    np.testing.assert_array_equal(img, copy)
+    np.testing.assert_array_equal(a, b)
+    self.assertFalse(np.array_equal(a, c))
+    self.assertEqual((a.dtype, a.shape), (np.uint8, img.shape))
+    with self.assertRaises(ValueError):
+      fn(img.astype(np.float32), np.random.default_rng(0))
+
+  def test_underwater_formation_model(self):
+    img = np.full((40, 50, 3), 200, np.uint8)
+    lq, p = demo_data._underwater(img, np.random.default_rng(3))
+    beta, ambient = np.array(p['beta']), np.array(p['ambient'])
+    self.assertTrue(beta[0] > beta[1] > beta[2])  # Red lost first.
+    self.assertLess(ambient[0], min(ambient[1], ambient[2]))  # Blue-green.
+    means = lq.reshape(-1, 3).mean(0)
+    self.assertLess(means[0], means[1])
+    self.assertLess(means[0], means[2])
+    # Check one pixel against the formula: the nearest one sits at distance
+    # `near` (the ramp's minimum), the farthest at `near + span`.
+    ramp = demo_data._distance_ramp(40, 50, np.deg2rad(p['far_direction_deg']))
+    for d, (y, x) in ((p['near'], np.unravel_index(ramp.argmin(), ramp.shape)),
+                      (p['near'] + p['span'],
+                       np.unravel_index(ramp.argmax(), ramp.shape))):
+      t = np.exp(-beta * d)
+      want = np.round(255 * (200 / 255 * t + ambient * (1 - t)))
+      np.testing.assert_array_equal(lq[y, x], want)
+    # Farther means more veil: the red channel falls towards the far edge.
+    self.assertGreater(
+        int(lq[..., 0][ramp < 0.1].mean()), int(lq[..., 0][ramp > 0.9].mean())
+    )
+
+  def test_rain_streaks_brighten_along_the_angle(self):
+    img = np.full((96, 96, 3), 90, np.uint8)
+    lq, p = demo_data._rain(img, np.random.default_rng(4))
+    self.assertTrue(np.all(lq >= img))  # Screen blend never darkens.
+    diff = (lq.astype(np.float64) - img)[..., 0]
+    covered = (diff > 0).mean()
+    self.assertBetween(covered, 0.01, 0.5)
+    self.assertGreater(p['num_streaks'], 0)
+    self.assertBetween(p['length'], 8, 20)
+    self.assertBetween(abs(p['angle_deg']), 0, 25)
+    # Streaks are lines: the difference image correlates with itself shifted
+    # 4 px along the drawn angle far more than shifted 4 px across it.
+    theta = np.deg2rad(p['angle_deg'])
+    d = diff - diff.mean()
+
+    def corr(dy, dx):
+      return float((d * np.roll(d, (dy, dx), axis=(0, 1))).mean() / d.var())
+
+    along = corr(4, int(round(4 * np.tan(theta))))
+    across = corr(int(round(-4 * np.sin(theta))), int(round(4 * np.cos(theta))))
+    self.assertGreater(along, 0.4)
+    self.assertGreater(along, 3 * abs(across))
+
+  def test_noise_statistics(self):
+    img = np.full((64, 64, 3), 128, np.uint8)
+    lq = demo_data.degrade_noise(img, np.random.default_rng(0), sigma=25.0)
+    residual = lq.astype(np.float64) - 128
+    self.assertBetween(residual.std(), 24.0, 26.0)
+    self.assertBetween(residual.mean(), -1.0, 1.0)
+    np.testing.assert_array_equal(
+        demo_data.degrade_noise(img, np.random.default_rng(0), sigma=0.0), img
+    )
 
 
 if __name__ == '__main__':

@@ -13,6 +13,8 @@ import shutil
 from collections.abc import Mapping
 from typing import Any
 
+import jax
+from jax.experimental import multihost_utils
 import numpy as np
 import orbax.checkpoint as ocp
 
@@ -23,19 +25,28 @@ _META = 'restorect_metadata.json'
 def save_variables(variables: Mapping[str, Any], path: str, *,
                    metadata: Mapping[str, Any] | None = None,
                    overwrite: bool = False) -> None:
-  """Saves ``variables`` under ``path`` (Orbax writes atomically)."""
+  """Saves ``variables`` under ``path`` (Orbax writes atomically).
+
+  In a multi-process run every process calls this (Orbax saves
+  collectively); process 0 alone manages the directory and metadata.
+  """
   path = os.path.abspath(path)
-  if os.path.exists(path):
-    if not overwrite:
-      raise FileExistsError(f'{path} exists; pass overwrite=True.')
-    shutil.rmtree(path)
-  os.makedirs(path)
+  primary = jax.process_index() == 0
+  if primary:
+    if os.path.exists(path):
+      if not overwrite:
+        raise FileExistsError(f'{path} exists; pass overwrite=True.')
+      shutil.rmtree(path)
+    os.makedirs(path)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(f'save_variables:{path}')
   ckpt = ocp.StandardCheckpointer()
   ckpt.save(os.path.join(path, _ITEM),
             {k: dict(v) for k, v in variables.items()})
   ckpt.wait_until_finished()
-  with open(os.path.join(path, _META), 'w') as f:
-    json.dump(dict(metadata or {}), f, indent=2, default=str)
+  if primary:
+    with open(os.path.join(path, _META), 'w') as f:
+      json.dump(dict(metadata or {}), f, indent=2, default=str)
 
 
 def load_variables(path: str) -> dict[str, Any]:

@@ -69,6 +69,16 @@ def base_config(stage: str, dataset: str) -> ml_collections.ConfigDict:
       mini_batch_sizes=(8, 4, 2, 2, 1, 1),
       gt_sizes=(192, 256, 320, 384, 464, 512),
       stage_steps=(92_000, 80_000, 38_000, 33_000, 33_000, 24_000),
+      # A prepared TFDS dataset (restorect_jax.datasets) instead of the
+      # folders above when tfds.name is set, e.g. 'uieb/t90'.
+      tfds=ml_collections.ConfigDict(dict(
+          name='', data_dir='', train_split='train', eval_split='test')),
+      # Joint bicubic resize (input_pipeline.RESIZE_MODES): 'square' for
+      # UIEB/LSUI (512 train, 256 eval), 'multiple_of_32' for SICE, SID,
+      # BAID, FiveK; 'none' for the LOL sets.
+      resize='none', resize_size=512,
+      eval_resize='none', eval_resize_size=256,
+      num_workers=0,   # grain worker processes (same stream as 0)
   ))
 
   c.optim = ml_collections.ConfigDict(dict(
@@ -106,7 +116,26 @@ def base_config(stage: str, dataset: str) -> ml_collections.ConfigDict:
   c.eval_crop_border = 0  # the 'standard' protocol during training
   c.decom_init = ml_collections.ConfigDict(dict(low='', high=''))
   c.teacher_init = ''
+  add_parallelism(c)
   return c
+
+
+def add_parallelism(c: ml_collections.ConfigDict) -> None:
+  """Mesh, precision and memory keys (restorect_jax.sharding, README).
+
+  ``input.batch_size`` and ``input.mini_batch_sizes`` are global (all
+  devices together) and must divide by the mesh's device count.
+  """
+  c.mesh = ml_collections.ConfigDict(dict(
+      num_devices=0,          # 0: every device; N: the first N (1 process)
+      fsdp=1,                 # >1: mesh (data, fsdp), big params split
+      fsdp_min_size=2 ** 18,  # smallest param (elements) FSDP splits
+  ))
+  # The training step's activation/matmul dtype: 'float32' or 'bfloat16'
+  # (params, gradients, optimizer state and loss reductions stay float32;
+  # evaluation computes in config.model.dtype).
+  c.compute_dtype = 'float32'
+  c.remat = False  # recompute transformer / ResBlock activations in backward
 
 
 def shrink_for_local(c: ml_collections.ConfigDict) -> None:
@@ -125,6 +154,7 @@ def shrink_for_local(c: ml_collections.ConfigDict) -> None:
   c.eval_steps = 0
   c.eval_max_images = 1
   c.rf_steps = 2
+  c.mesh.num_devices = 1  # batches of 2 then 1 do not split over devices
   if c.get('schedule', {}).get('kind') == 'cosine_restart':
     c.schedule.periods = (2, 4)
 
@@ -182,8 +212,9 @@ IRFLOW_TASKS = {
         lr=1e-4, milestones=(200_000, 400_000, 600_000), msc_weight=0.3,
         sweep=(1, 2, 3, 4, 5, 10, 20, 50), noise_sigma=0.0),
     'raindrop': dict(
-        folders=('train/RainDrop/input', 'train/RainDrop/target',
-                 'test/RainDrop/input', 'test/RainDrop/target'),
+        # The public zips: train/{data,gt}, test_a/{data,gt}; N_rain.png
+        # pairs with N_clean.png (input.prefix_match).
+        folders=('train/data', 'train/gt', 'test_a/data', 'test_a/gt'),
         lr=1e-4, milestones=(200_000, 400_000, 600_000), msc_weight=0.3,
         sweep=(1, 2, 3, 4, 5, 10, 20, 50), noise_sigma=0.0),
     'denoise': dict(
@@ -231,6 +262,7 @@ def irflow_config(task: str) -> ml_collections.ConfigDict:
   lq, gt, elq, egt = t['folders']
   c.input.update(dict(
       dataset=task if task != 'demo' else 'demo', lq_dir=lq, gt_dir=gt,
+      prefix_match=task == 'raindrop',
       eval_lq_dir=elq, eval_gt_dir=egt, patch_size=256, batch_size=8,
       mini_batch_sizes=(8,), gt_sizes=(256,), stage_steps=(700_000,)))
   c.optim.update(dict(lr=t['lr'], b1=0.9, b2=0.99, eps=1e-8,
@@ -298,3 +330,4 @@ def shrink_irflow_for_local(c: ml_collections.ConfigDict) -> None:
   c.eval_steps = 0
   c.eval_max_images = 1
   c.irflow.ema = dict(beta=0.995, update_every=1, update_after_step=1)
+  c.mesh.num_devices = 1  # a batch of 2 does not split over 8 devices

@@ -5,12 +5,18 @@ workdir); ``--mode=eval`` evaluates the latest checkpoint's EMA parameters
 on the config's eval split. Override any config value with
 ``--config.key=value``; the config is locked, so a key that does not exist
 is an error.
+
+Multi-process runs (several hosts, or one process per GPU) call
+``jax.distributed.initialize()`` first: automatically under Slurm, Open MPI,
+multi-host TPU VMs or with ``JAX_COORDINATOR_ADDRESS`` set (plus
+``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID``), or always with
+``--distributed``. Batch sizes in the config are global (README, "Devices,
+batch sizes and precision").
 """
 
 from __future__ import annotations
 
 import json
-import os
 
 from absl import app
 from absl import flags
@@ -19,6 +25,7 @@ import jax
 from ml_collections import config_flags
 
 from restorect_jax import runtime
+from restorect_jax import sharding
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Experiment config file (configs/*.py[:args]).',
@@ -27,6 +34,11 @@ _WORKDIR = flags.DEFINE_string('workdir', None,
                                'Directory for checkpoints, logs and outputs.')
 _MODE = flags.DEFINE_enum('mode', 'train', ['train', 'eval'],
                           'Train (and evaluate), or evaluate only.')
+_DISTRIBUTED = flags.DEFINE_bool(
+    'distributed', None,
+    'Call jax.distributed.initialize() (multi-process run). Default: when '
+    'the environment describes one (Slurm, Open MPI, TPU pod, '
+    'JAX_COORDINATOR_ADDRESS).')
 
 
 def main(argv):
@@ -34,11 +46,12 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   runtime.enable_compilation_cache()
   runtime.quiet_logging()
-  if os.environ.get('JAX_COORDINATOR_ADDRESS') or os.environ.get(
-      'SLURM_NTASKS', '1') != '1':
-    jax.distributed.initialize()
-  logging.info('JAX process %d / %d, local devices: %s', jax.process_index(),
-               jax.process_count(), jax.local_devices())
+  multi = sharding.initialize_distributed(_DISTRIBUTED.value)
+  # Shown by default in multi-process runs (INFO is hidden otherwise).
+  log = logging.warning if multi else logging.info
+  log('JAX process %d / %d; %d device(s) in all, local: %s',
+      jax.process_index(), jax.process_count(), jax.device_count(),
+      jax.local_devices())
   # Imported here so --help stays fast.
   from restorect_jax import train  # pylint: disable=g-import-not-at-top
   config, workdir = _CONFIG.value, _WORKDIR.value

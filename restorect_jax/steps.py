@@ -17,6 +17,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh
 import ml_collections
 import optax
 
@@ -24,11 +25,24 @@ from restorect_jax import flow
 from restorect_jax import irflow_flow
 from restorect_jax import losses
 from restorect_jax import optim
+from restorect_jax import sharding
 from restorect_jax.models.rgformer import DECODER_LEVELS
 from restorect_jax.train_state import TrainState
 
 sg = jax.lax.stop_gradient
 Metrics = dict[str, jax.Array]
+
+
+def f32(tree: Any) -> Any:
+  """Floating leaves as float32 (a no-op on float32 trees).
+
+  Network outputs pass through this before any loss term: with
+  ``config.compute_dtype='bfloat16'`` the networks compute in bfloat16 but
+  every loss is reduced in float32.
+  """
+  return jax.tree.map(
+      lambda x: x.astype(jnp.float32)
+      if jnp.issubdtype(jnp.result_type(x), jnp.floating) else x, tree)
 
 
 def decompose(decom: nn.Module, variables: Any, img: jax.Array
@@ -57,7 +71,9 @@ def teacher_loss(params, batch, frozen, *, teacher: nn.Module,
   lq, gt = batch['lq'], batch['gt']
   _, _, rex_lq = decompose(decom, frozen['decom_low'], lq)
   r_gt, l_gt, rex_gt = decompose(decom, frozen['decom_high'], gt)
-  res = teacher.apply({'params': params['model']}, lq, gt, rex_lq, rex_gt)
+  res = f32(teacher.apply({'params': params['model']}, lq, gt, rex_lq,
+                          rex_gt))
+  r_gt, l_gt, rex_gt = f32((r_gt, l_gt, rex_gt))
   learnable = config.switches.learnable_constraints
   cons = params['constraints'] if learnable else sg(params['constraints'])
   lw = config.losses
@@ -86,11 +102,11 @@ def _teacher_targets(frozen, lq, gt, rex_lq, rex_gt, *, teacher, want_feats):
   """Teacher priors (and decoder features) under stop_gradient."""
   tv = {'params': frozen['teacher']}
   if not want_feats:
-    z_rex, z_img = teacher.apply(tv, lq, gt, rex_lq, rex_gt,
-                                 method='priors')
+    z_rex, z_img = f32(teacher.apply(tv, lq, gt, rex_lq, rex_gt,
+                                     method='priors'))
     return sg(z_rex), sg(z_img), None
-  res, inter = teacher.apply(tv, lq, gt, rex_lq, rex_gt,
-                             mutable=['intermediates'])
+  res, inter = f32(teacher.apply(tv, lq, gt, rex_lq, rex_gt,
+                                 mutable=['intermediates']))
   feats = [inter['intermediates']['G'][k][0] for k in DECODER_LEVELS]
   return sg(res['z_rex']), sg(res['z_img']), [sg(f) for f in feats]
 
@@ -127,7 +143,7 @@ def student_loss(params, batch, frozen, rng, *, phase: int,
                                 continuous=sw.continuous_time)
     eps = jax.random.normal(keys[2 * i + 1], z.shape)
     x_t = flow.interpolate(z, eps, t)
-    v = student.apply(sv, which, x_t, t_idx, c, method='velocity')
+    v = f32(student.apply(sv, which, x_t, t_idx, c, method='velocity'))
     mse[which] = flow.velocity_mse(v, flow.velocity_target(z, eps))
 
   k_rex, k_img = jax.random.split(keys[4])
@@ -135,9 +151,9 @@ def student_loss(params, batch, frozen, rng, *, phase: int,
   noise_img = jax.random.normal(k_img, z_img.shape)
   # The conditions computed above feed the sampler too (the reference
   # recomputes them from the same input; the values are identical).
-  zh_rex, zh_img = student.apply(sv, c_rex, c_img, noise_rex, noise_img,
-                                 config.rf_steps,
-                                 method='sample_from_conditions')
+  zh_rex, zh_img = f32(student.apply(sv, c_rex, c_img, noise_rex, noise_img,
+                                     config.rf_steps,
+                                     method='sample_from_conditions'))
   if not sw.kd_gradient:
     zh_rex, zh_img = sg(zh_rex), sg(zh_img)
   kd_kl, kd_l1 = losses.kd_loss([z_rex, z_img], [zh_rex, zh_img],
@@ -150,16 +166,16 @@ def student_loss(params, batch, frozen, rng, *, phase: int,
              'kd_l1': kd_l1}
   else:
     if feats_wanted:
-      (out, decom_img, decom_mat), inter = student.apply(
+      (out, decom_img, decom_mat), inter = f32(student.apply(
           sv, lq, zh_rex, zh_img, method='restore_with_priors',
-          mutable=['intermediates'])
+          mutable=['intermediates']))
       s_feats = [inter['intermediates']['G'][k][0] for k in DECODER_LEVELS]
       flex = losses.flex_loss(t_feats, s_feats, loss_weight=lw.flex_weight,
                               layer_weights=tuple(lw.flex_layer_weights),
                               timestep=lw.flex_timestep)
     else:
-      out, decom_img, decom_mat = student.apply(
-          sv, lq, zh_rex, zh_img, method='restore_with_priors')
+      out, decom_img, decom_mat = f32(student.apply(
+          sv, lq, zh_rex, zh_img, method='restore_with_priors'))
       flex = losses.flex_loss([z_rex, z_img], [zh_rex, zh_img],
                               loss_weight=lw.flex_weight,
                               layer_weights=tuple(lw.flex_layer_weights),
@@ -167,7 +183,7 @@ def student_loss(params, batch, frozen, rng, *, phase: int,
     terms = {
         'l1': losses.l1_loss(out, gt),
         'decom_img': losses.l1_loss(decom_img, lq),
-        'decom_mat': losses.l1_loss(decom_mat, rex_gt),
+        'decom_mat': losses.l1_loss(decom_mat, f32(rex_gt)),
         'kd_l1': kd_l1,
         'flex': flex,
         'velocity': lw.velocity_weight_phase2 * (mse['rex'] + mse['img']),
@@ -211,8 +227,9 @@ def irflow_loss(params, batch, frozen, rng, *, model: nn.Module,
   """IR-Flow loss: MSE to the cumulative velocity + the MSC term (spec §3)."""
   del frozen
   c = config.irflow
-  f = irflow_velocity(model, params['model'], channel_order=c.channel_order,
-                      base=c.base)
+  net = irflow_velocity(model, params['model'],
+                        channel_order=c.channel_order, base=c.base)
+  f = lambda x, k: f32(net(x, k))
   return irflow_flow.training_loss(
       f, batch['lq'], batch['gt'], rng, cumulative=c.cumulative,
       loss_kind=c.loss_kind, match_weight=c.match_weight,
@@ -278,19 +295,54 @@ def make_train_step(loss_fn: Callable, *, which: str,
   return step
 
 
+def jit_step(fn: Callable, *, mesh: Mesh | None = None,
+             state_sharding: Any = None, donate: bool = False,
+             compiler_options: dict[str, Any] | None = None) -> Callable:
+  """``jax.jit`` of a ``(state, batch, frozen)`` step.
+
+  Args:
+    fn: the step.
+    mesh: the training mesh; with it the batch is split over every mesh
+      axis, ``frozen`` and the metrics are replicated and the state keeps
+      ``state_sharding`` (replicated if None).
+    state_sharding: a pytree of shardings matching the train state.
+    donate: donate the input state's buffers to the output state (the
+      caller must not use the old state afterwards).
+    compiler_options: XLA options for this step's compilation, e.g.
+      ``{'xla_cpu_use_fusion_emitters': False}`` (3x faster XLA:CPU
+      compiles of these networks; the tests use it).
+  """
+  kw = dict(donate_argnums=(0,) if donate else (),
+            compiler_options=compiler_options)
+  if mesh is None:
+    return jax.jit(fn, **kw)
+  repl = sharding.replicated(mesh)
+  state_sharding = repl if state_sharding is None else state_sharding
+  return jax.jit(fn, in_shardings=(state_sharding, sharding.data_sharding(mesh),
+                                   repl),
+                 out_shardings=(state_sharding, repl), **kw)
+
+
 def make_stage_steps(config: ml_collections.ConfigDict, *, teacher, student,
-                     decom, schedules: dict[str, optax.Schedule]
+                     decom, schedules: dict[str, optax.Schedule],
+                     mesh: Mesh | None = None, state_sharding: Any = None,
+                     donate: bool = False,
+                     compiler_options: dict[str, Any] | None = None
                      ) -> dict[str, Callable]:
   """Jitted train steps of the configured stage, keyed by optimizer name.
 
   For ``stage='irflow'`` the trained network is passed as ``student``.
+  ``mesh``, ``state_sharding``, ``donate`` and ``compiler_options`` go to
+  :func:`jit_step`.
   """
+  jit = functools.partial(jit_step, mesh=mesh, state_sharding=state_sharding,
+                          donate=donate, compiler_options=compiler_options)
   if config.stage == 'irflow':
     loss = functools.partial(irflow_loss, model=student, config=config)
     fns = {'main': make_train_step(
         loss, which='main', ema_decay=irflow_ema(config),
         schedule=schedules['main'], needs_rng=True)}
-    return {k: jax.jit(f) for k, f in fns.items()}
+    return {k: jit(f) for k, f in fns.items()}
   ema = config.optim.ema_decay
   if config.stage == 's1':
     loss = functools.partial(teacher_loss, teacher=teacher, decom=decom,
@@ -306,7 +358,7 @@ def make_stage_steps(config: ml_collections.ConfigDict, *, teacher, student,
           loss, which=name, ema_decay=ema, schedule=schedules[name],
           count_offset=0 if phase == 1 else config.phase1_steps,
           needs_rng=True)
-  return {k: jax.jit(f) for k, f in fns.items()}
+  return {k: jit(f) for k, f in fns.items()}
 
 
 # ----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import Any
 
 from absl import logging
 import jax
+from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -27,6 +28,7 @@ from restorect_jax import evaluators
 from restorect_jax import input_pipeline
 from restorect_jax import metric_writers
 from restorect_jax import optim
+from restorect_jax import sharding
 from restorect_jax import steps as steps_lib
 from restorect_jax.models import DecomNet
 from restorect_jax.models import Model
@@ -59,21 +61,42 @@ def data_paths(config: ml_collections.ConfigDict, workdir: str
   if inp.dataset == 'demo':
     from restorect_jax import demo_data  # pylint: disable=g-import-not-at-top
     data_dir = data_dir or os.path.join(workdir, 'demo_data')
-    demo_data.make_demo_pairs(data_dir, seed=config.seed)
+    if jax.process_index() == 0:
+      demo_data.make_demo_pairs(data_dir, seed=config.seed)
+    _sync_processes('demo_data')
   join = lambda p: p if not p or os.path.isabs(p) else os.path.join(
       data_dir, p)
   return {k: join(inp[k]) for k in ('lq_dir', 'gt_dir', 'eval_lq_dir',
                                     'eval_gt_dir')}
 
 
+def train_source(config: ml_collections.ConfigDict, paths) -> Any:
+  """The training records: a prepared TFDS split or the lq/gt folders."""
+  inp = config.input
+  if inp.tfds.name:
+    from restorect_jax import datasets  # pylint: disable=g-import-not-at-top
+    return datasets.data_source(inp.tfds.name, inp.tfds.train_split,
+                                inp.tfds.data_dir)
+  return input_pipeline.PairedFolderSource(
+      paths['lq_dir'], paths['gt_dir'], prefix_match=inp.prefix_match)
+
+
 def eval_records(config, paths) -> Any:
   """The eval split, or None. Denoising synthesises seeded noisy inputs."""
-  if not paths['eval_lq_dir']:
+  inp = config.input
+  if inp.tfds.name and inp.tfds.eval_split:
+    from restorect_jax import datasets  # pylint: disable=g-import-not-at-top
+    source = datasets.data_source(inp.tfds.name, inp.tfds.eval_split,
+                                  inp.tfds.data_dir)
+  elif inp.tfds.name or not paths['eval_lq_dir']:
     return None
-  source = input_pipeline.PairedFolderSource(
-      paths['eval_lq_dir'], paths['eval_gt_dir'],
-      prefix_match=config.input.prefix_match)
-  records = input_pipeline.eval_dataset(source, batch_axis=False)
+  else:
+    source = input_pipeline.PairedFolderSource(
+        paths['eval_lq_dir'], paths['eval_gt_dir'],
+        prefix_match=inp.prefix_match)
+  records = input_pipeline.eval_dataset(
+      source, batch_axis=False, resize=inp.eval_resize,
+      resize_size=inp.eval_resize_size)
   sigma = config.irflow.noise_sigma if config.stage == 'irflow' else 0.0
   if sigma:
     records = _SyntheticNoise(records, sigma, config.seed)
@@ -103,18 +126,40 @@ class _SyntheticNoise:
 # ----------------------------------------------------------------------------
 
 
-def build_models(config: ml_collections.ConfigDict) -> dict[str, Any]:
+COMPUTE_DTYPES = ('float32', 'bfloat16')
+
+
+def build_models(config: ml_collections.ConfigDict, *,
+                 training: bool = False) -> dict[str, Any]:
+  """The stage's networks.
+
+  Args:
+    config: the run config.
+    training: the train step's versions: computing in
+      ``config.compute_dtype`` (their float32 params are cast where used,
+      Flax's ``dtype`` / ``param_dtype`` convention) and with
+      ``config.remat``. Otherwise evaluation's: ``config.model.dtype``, no
+      remat. Both have the same parameter tree.
+  """
   m = config.model
+  dtype, extra = jnp.dtype(m.dtype), {}
+  if training:
+    cd = config.get('compute_dtype', 'float32')
+    if cd not in COMPUTE_DTYPES:
+      raise ValueError(f'config.compute_dtype must be one of '
+                       f'{COMPUTE_DTYPES}, got {cd!r}.')
+    dtype = jnp.dtype(cd)
+    if config.get('remat', False):
+      extra['remat'] = True
+  dtypes = dict(dtype=dtype, param_dtype=jnp.dtype(m.param_dtype))
   if config.stage == 'irflow':
     name = 'irflow_base' if config.irflow.base else 'irflow'
-    return {'irflow': Model(name, m.variant, dtype=jnp.dtype(m.dtype),
-                            param_dtype=jnp.dtype(m.param_dtype))}
-  kw = dict(layer_norm_type=m.layer_norm_type, dtype=jnp.dtype(m.dtype),
-            param_dtype=jnp.dtype(m.param_dtype))
+    return {'irflow': Model(name, m.variant, **dtypes, **extra)}
+  kw = dict(layer_norm_type=m.layer_norm_type, **dtypes, **extra)
   return {'teacher': Model('teacher', m.variant, **kw),
           'student': Model('student', m.variant, **kw),
           'interface': Model('interface', m.variant, **kw),
-          'decom': DecomNet()}
+          'decom': DecomNet(**dtypes)}
 
 
 def _example(batch=1, size=32):
@@ -153,7 +198,7 @@ def frozen_decoms(config: ml_collections.ConfigDict, workdir: str
   Order: ``config.decom_init.<which>``, else the copy saved in this workdir,
   else (S2) the copy saved by the teacher's run, else a seeded random init.
   """
-  out = {}
+  out, to_save = {}, []
   for i, which in enumerate(('low', 'high')):
     saved = os.path.join(workdir, f'frozen_decom_{which}')
     teacher_copy = os.path.join(config.teacher_init or '',
@@ -165,9 +210,43 @@ def frozen_decoms(config: ml_collections.ConfigDict, workdir: str
       path = teacher_copy
     out[f'decom_{which}'] = load_decom(path, config.seed + 1 + i, which)
     if not os.path.isdir(saved):
-      checkpoint_io.save_variables(out[f'decom_{which}'], saved,
-                                   metadata={'source': path or 'random'})
+      to_save.append((out[f'decom_{which}'], saved, path or 'random'))
+  # Every process chooses its source before any writes; the (collective)
+  # Orbax saves then run on every process.
+  _sync_processes('frozen_decoms_loaded')
+  for variables, saved, source in to_save:
+    checkpoint_io.save_variables(variables, saved,
+                                 metadata={'source': source})
   return out
+
+
+def _sync_processes(name: str) -> None:
+  """A barrier across processes (nothing in a single-process run)."""
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(name)
+
+
+class _NullWriter:
+  """The metric writer of processes other than 0: writes nothing."""
+
+  def write_scalars(self, step, scalars):
+    del step, scalars
+
+  def write_images(self, step, images):
+    del step, images
+
+  def write_hparams(self, hparams):
+    del hparams
+
+  def close(self):
+    pass
+
+
+def _writer(workdir: str):
+  """Process 0 writes metrics, images and eval files; others do not."""
+  if jax.process_index() == 0:
+    return metric_writers.MetricWriter(workdir)
+  return _NullWriter()
 
 
 def init_params(config, models, frozen) -> dict[str, Any]:
@@ -267,9 +346,10 @@ def _eval_and_log(config, models, params, frozen, records, writer, step,
   logging.info('step %d eval (%s, %s params, %d images): PSNR %.3f SSIM '
                '%.4f', step, kind, _eval_params_name(config), res['n'],
                res['psnr'], res['ssim'])
-  with open(os.path.join(workdir, 'eval.json'), 'w') as f:
-    json.dump({k: v for k, v in res.items() if k != 'outputs'} | {
-        'step': step, 'predictor': kind}, f, indent=1)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, 'eval.json'), 'w') as f:
+      json.dump({k: v for k, v in res.items() if k != 'outputs'} | {
+          'step': step, 'predictor': kind}, f, indent=1)
   return res
 
 
@@ -288,6 +368,20 @@ def _frozen(config, workdir) -> dict[str, Any]:
   return {} if config.stage == 'irflow' else frozen_decoms(config, workdir)
 
 
+def make_mesh(config: ml_collections.ConfigDict) -> jax.sharding.Mesh:
+  """The training mesh of ``config.mesh`` (restorect_jax.sharding)."""
+  m = config.get('mesh', {})
+  return sharding.make_mesh(m.get('num_devices', 0), m.get('fsdp', 1))
+
+
+def state_shardings(config: ml_collections.ConfigDict, state: TrainState,
+                    mesh: jax.sharding.Mesh) -> TrainState:
+  """Shardings of the train state: replicated, or FSDP on big leaves."""
+  return sharding.param_shardings(
+      state, mesh, fsdp_min_size=config.get('mesh', {}).get(
+          'fsdp_min_size', sharding.FSDP_MIN_SIZE))
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
                        ) -> dict[str, Any]:
   """Trains the configured stage in ``workdir``; returns the final eval."""
@@ -296,22 +390,35 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
                      f'{config.stage!r}.')
   eval_which = _eval_params_name(config)
   os.makedirs(workdir, exist_ok=True)
-  writer = metric_writers.MetricWriter(workdir)
+  writer = _writer(workdir)
   writer.write_hparams(json.loads(config.to_json_best_effort()))
 
-  # ---- data -----------------------------------------------------------------
-  paths = data_paths(config, workdir)
+  # ---- mesh -----------------------------------------------------------------
+  # Batch sizes are global; every progressive stage is checked here, before
+  # anything runs, against the mesh's device count.
   inp = config.input
-  source = input_pipeline.PairedFolderSource(
-      paths['lq_dir'], paths['gt_dir'], prefix_match=inp.prefix_match)
+  mesh = make_mesh(config)
+  sharding.log_mesh(mesh)
+  sharding.check_progressive_batches(inp.batch_size, inp.mini_batch_sizes,
+                                     mesh)
+
+  # ---- data -----------------------------------------------------------------
+  # Each process reads its own shard of the files and 1/process_count of
+  # every global batch; shard_batch assembles the global arrays.
+  paths = data_paths(config, workdir)
   train_iter = iter(input_pipeline.train_dataset(
-      source, patch_size=inp.patch_size, batch_size=inp.batch_size,
+      train_source(config, paths), patch_size=inp.patch_size,
+      batch_size=sharding.process_batch_size(inp.batch_size),
       seed=config.seed, shard_index=jax.process_index(),
-      shard_count=jax.process_count()))
+      shard_count=jax.process_count(), resize=inp.resize,
+      resize_size=inp.resize_size, num_workers=inp.num_workers))
+  local_minis = tuple(sharding.process_batch_size(min(int(m), inp.batch_size))
+                      for m in inp.mini_batch_sizes)
   records = eval_records(config, paths)
 
   # ---- models and frozen networks ------------------------------------------
   models = build_models(config)
+  train_models = build_models(config, training=True)
   frozen = _frozen(config, workdir)
   teacher_info = None
   if config.stage == 's2':
@@ -331,10 +438,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
     params['model'] = student_from_teacher(params['model'], frozen['teacher'])
   tx, schedules = make_optimizers(config, params)
   state = TrainState.create(params, tx, jax.random.PRNGKey(config.seed))
+  state_sharding = state_shardings(config, state, mesh)
+  # Fresh buffers: the steps donate the state, which must not share any with
+  # other arrays (the student's G starts as the frozen teacher's G).
+  state = sharding.place(state, state_sharding)
+  frozen_on_mesh = jax.device_put(frozen, sharding.replicated(mesh))
   ckpt = checkpointing.Checkpointer(checkpointing.checkpoint_dir(workdir),
                                     max_to_keep=config.keep_ckpts)
   if ckpt.latest_step() is not None:
+    # The abstract target carries the shardings: arrays come back on the
+    # mesh (replicated, or split over 'fsdp').
     state, data_state, meta = ckpt.restore(state)
+    state = jax.device_put(state, state_sharding)
     train_iter.set_state(data_state)
     if teacher_info and meta.get('teacher') and (
         meta['teacher']['sha256'] != teacher_info['sha256']):
@@ -344,10 +459,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
   metadata = _metadata(config, teacher_info)
 
   # ---- steps ----------------------------------------------------------------
+  # The state is donated: each step reuses its buffers for the new state.
   step_fns = steps_lib.make_stage_steps(
-      config, teacher=models.get('teacher'),
-      student=models.get('student', models.get('irflow')),
-      decom=models.get('decom'), schedules=schedules)
+      config, teacher=train_models.get('teacher'),
+      student=train_models.get('student', train_models.get('irflow')),
+      decom=train_models.get('decom'), schedules=schedules, mesh=mesh,
+      state_sharding=state_sharding, donate=True)
   start = int(state.step)
   progress = metric_writers.ProgressReporter(
       config.total_steps, start_step=start,
@@ -358,15 +475,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
     batch = next(train_iter)
     batch = input_pipeline.progressive_crop(
         batch, step=step, seed=config.seed,
-        mini_batch_sizes=inp.mini_batch_sizes, gt_sizes=inp.gt_sizes,
+        mini_batch_sizes=local_minis, gt_sizes=inp.gt_sizes,
         stage_steps=inp.stage_steps)
-    batch = {k: jnp.asarray(v) for k, v in batch.items()
-             if k in ('lq', 'gt')}
+    batch = sharding.shard_batch({k: batch[k] for k in ('lq', 'gt')}, mesh)
     if config.stage in ('s1', 'irflow'):
       name = 'main'
     else:
       name = 'phase1' if step < config.phase1_steps else 'phase2'
-    state, metrics = step_fns[name](state, batch, frozen)
+    state, metrics = step_fns[name](state, batch, frozen_on_mesh)
     metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
     done = step + 1
     if not math.isfinite(metrics['loss']):
@@ -385,13 +501,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
     if records is not None and ((config.eval_steps and
                                  done % config.eval_steps == 0) or
                                 done == config.total_steps):
-      result = _eval_and_log(config, models, _pick(state, eval_which),
-                             frozen, records, writer, done, workdir)
+      result = _eval_and_log(
+          config, models, sharding.local_copy(_pick(state, eval_which)),
+          frozen, records, writer, done, workdir)
   if records is not None and not result and start >= config.total_steps:
-    result = _eval_and_log(config, models, _pick(state, eval_which), frozen,
-                           records, writer, start, workdir)
+    result = _eval_and_log(
+        config, models, sharding.local_copy(_pick(state, eval_which)),
+        frozen, records, writer, start, workdir)
   writer.close()
   ckpt.close()
+  if hasattr(train_iter, 'close'):
+    train_iter.close()  # stops grain worker processes, if any
   return result
 
 
@@ -407,7 +527,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str
   frozen = _frozen(config, workdir)
   which = 'ema_params' if _eval_params_name(config) == 'ema' else 'params'
   params, meta = checkpointing.load_params(workdir, which=which)
-  writer = metric_writers.MetricWriter(workdir)
+  writer = _writer(workdir)
   res = _eval_and_log(config, models, params, frozen, records, writer,
                       meta['step'], workdir)
   writer.close()

@@ -503,5 +503,41 @@ class PrepareCliTest(_TmpTest):
     self.assertIn('train/DFWB', bad.stderr)
 
 
+# ----------------------------------------------------------------------------
+# The train loop reads prepared datasets through config.input.tfds.
+# ----------------------------------------------------------------------------
+
+
+class TrainWiringTest(_TmpTest):
+
+  def test_config_tfds_source_and_eval_resize(self):
+    if str(testutil.REPO) not in sys.path:
+      sys.path.insert(0, str(testutil.REPO))
+    from configs import restorect_s1  # pylint: disable=g-import-not-at-top
+    from restorect_jax import train  # pylint: disable=g-import-not-at-top
+    self.prepare('uieb', fx.make_uieb(os.path.join(self.tmp, 'raw')))
+    config = restorect_s1.get_config('dataset=folder,runlocal')
+    config.input.tfds.name = 'uieb'
+    config.input.tfds.data_dir = self.data_dir
+    config.input.eval_resize = 'square'
+    config.input.eval_resize_size = 32
+    paths = train.data_paths(config, self.tmp)
+    source = train.train_source(config, paths)
+    expected = datasets.data_source('uieb', 'train', self.data_dir)
+    self.assertLen(source, len(expected))
+    np.testing.assert_array_equal(source[0]['lq'], expected[0]['lq'])
+    records = list(train.eval_records(config, paths))
+    self.assertLen(records, len(datasets.data_source('uieb', 'test',
+                                                     self.data_dir)))
+    for rec in records:
+      self.assertEqual(rec['lq'].shape, (32, 32, 3))
+      self.assertEqual(rec['gt'].shape, (32, 32, 3))
+    config.input.tfds.eval_split = ''
+    self.assertIsNone(train.eval_records(config, paths))
+    config.input.tfds.name = 'no_such_set'
+    with self.assertRaisesRegex(Exception, 'no_such_set'):
+      train.train_source(config, paths)
+
+
 if __name__ == '__main__':
   absltest.main()

@@ -164,6 +164,7 @@ class _IRFlowUNet(nn.Module):
   depth: int = 4
   in_nc: int = 3
   out_nc: int = 3
+  remat: bool = False
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -195,8 +196,11 @@ class _IRFlowUNet(nn.Module):
     layers.check_image(x, self.in_nc, type(self).__name__)
     x, (h, w) = layers.reflect_pad_to_multiple(x.astype(self.dtype),
                                                2 ** depth)
-    res = lambda c, name: ResBlock(c, self.conditional, **kw(name))
-    attn = lambda c, name: AttentionBlock(c, **kw(name))
+    # remat: recompute block activations in the backward pass (same params).
+    res_cls = nn.remat(ResBlock) if self.remat else ResBlock
+    attn_cls = nn.remat(AttentionBlock) if self.remat else AttentionBlock
+    res = lambda c, name: res_cls(c, self.conditional, **kw(name))
+    attn = lambda c, name: attn_cls(c, **kw(name))
     dims = [nf * 2 ** i for i in range(depth + 1)]
 
     x = layers.Conv2d(nf, 7, **kw('init_conv'))(x)
@@ -245,6 +249,8 @@ class ConditionalUNet(_IRFlowUNet):
       ``2**depth`` (only ``depth - 1`` down-samplings happen).
     in_nc: input channels.
     out_nc: output channels.
+    remat: recompute each ResBlock's and attention block's activations in
+      the backward pass (``nn.remat``) instead of storing them.
   """
 
   conditional: ClassVar[bool] = True

@@ -37,6 +37,7 @@ class _GConfig(nn.Module):
   layer_norm_type: str = 'SpatialChannel'
   n_feats: int = 64
   n_encoder_res: int = 5
+  remat: bool = False  # nn.remat on G's transformer blocks
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -50,7 +51,7 @@ class _GConfig(nn.Module):
         heads=tuple(self.heads),
         ffn_expansion_factor=self.ffn_expansion_factor,
         layer_norm_type=self.layer_norm_type, decom_head=decom_head,
-        **self._kw())
+        remat=self.remat, **self._kw())
 
 
 class Teacher(_GConfig):

@@ -191,6 +191,8 @@ class RGFormer(nn.Module):
     ffn_expansion_factor: GDFN hidden ratio (2.66).
     layer_norm_type: ``'SpatialChannel'`` (SCLN) or ``'WithBias'``.
     decom_head: build the decomposition head (teacher / S2 training).
+    remat: recompute each transformer block's activations in the backward
+      pass (``nn.remat``) instead of storing them; parameters unchanged.
   """
   dim: int = 64
   num_blocks: Sequence[int] = (3, 3, 3, 3)
@@ -199,12 +201,14 @@ class RGFormer(nn.Module):
   ffn_expansion_factor: float = 2.66
   layer_norm_type: str = 'SpatialChannel'
   decom_head: bool = True
+  remat: bool = False
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
   def _level(self, name, x, z, n, width, heads, retinex=True):
+    block = nn.remat(TransformerBlock) if self.remat else TransformerBlock
     for i in range(n):
-      x = TransformerBlock(
+      x = block(
           width, heads, self.ffn_expansion_factor, self.layer_norm_type,
           retinex=retinex, dtype=self.dtype, param_dtype=self.param_dtype,
           name=f'{name}.{i}')(x, z)

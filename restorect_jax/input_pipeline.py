@@ -121,6 +121,12 @@ def name_list(names: Sequence[str], limit: int = 50) -> str:
   return ', '.join(names[:limit]) + more
 
 
+def unmatched(groups: Sequence[tuple[Sequence[str], str]]) -> str:
+  """``'3 <what>: a, b, c; 1 <what>: d'`` for the non-empty name groups."""
+  return '; '.join(f'{len(names)} {what}: {name_list(names)}'
+                   for names, what in groups if names)
+
+
 def index_by_key(
     folder: str, names: Sequence[str], key: Callable[[str], str]
 ) -> dict[str, str]:
@@ -159,18 +165,9 @@ def pair_by_key(
   lq_only = sorted(lq[k] for k in lq.keys() - gt.keys())
   gt_only = sorted(gt[k] for k in gt.keys() - lq.keys())
   if lq_only or gt_only:
-    parts = []
-    if lq_only:
-      parts.append(
-          f'{len(lq_only)} lq files without gt in {gt_dir}: '
-          + name_list(lq_only)
-      )
-    if gt_only:
-      parts.append(
-          f'{len(gt_only)} gt files without lq in {lq_dir}: '
-          + name_list(gt_only)
-      )
-    raise ValueError('Unmatched image pairs. ' + '; '.join(parts))
+    raise ValueError('Unmatched image pairs. ' + unmatched([
+        (lq_only, f'lq files without gt in {gt_dir}'),
+        (gt_only, f'gt files without lq in {lq_dir}')]))
   return [(lq[k], gt[k]) for k in sorted(lq)]
 
 

@@ -76,6 +76,13 @@ def require_dir(root: str, rel: str | Sequence[str], tree: str) -> str:
       f'{_hint(root, alternatives[0])} Expected this tree:\n{tree}')
 
 
+def subfolders(folder: str) -> list[str]:
+  """Sorted names of the non-hidden sub-folders of ``folder``."""
+  return sorted(n for n in os.listdir(folder)
+                if not n.startswith('.') and
+                os.path.isdir(os.path.join(folder, n)))
+
+
 def stem_key(name: str) -> str:
   """Pairing key: the file name without extension (``1.png`` ↔ ``1.jpg``)."""
   return input_pipeline.match_key(name, False)
@@ -167,15 +174,11 @@ def order_by_list(
   missing = [n for n in names if n not in by_name]
   extra = sorted(set(by_name) - set(names))
   if missing or extra:
-    parts = []
-    if missing:
-      parts.append(f'{len(missing)} listed names are missing: '
-                   f'{name_list(missing)}')
-    if extra:
-      parts.append(f'{len(extra)} names are not in the list: '
-                   f'{name_list(extra)}')
     raise SplitMismatchError(
         f'{where} does not match the split list {list_name}: '
-        + '; '.join(parts) + '. The shipped lists are fixed; the folder is '
-        'not the public download.')
+        + input_pipeline.unmatched([
+            (missing, 'listed names are missing'),
+            (extra, 'names are not in the list')])
+        + '. The shipped lists are fixed; the folder is not the public '
+        'download.')
   return [by_name[n] for n in names]

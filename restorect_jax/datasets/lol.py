@@ -126,15 +126,10 @@ class LolBlur(base.RestorationBuilder):
     return {split: _video_pairs(*d) for split, d in dirs.items()}
 
 
-def _subfolders(folder: str) -> list[str]:
-  return sorted(n for n in os.listdir(folder)
-                if not n.startswith('.') and
-                os.path.isdir(os.path.join(folder, n)))
-
-
 def _video_pairs(lq_root: str, gt_root: str) -> list[folders.Example]:
   """Pairs ``lq_root/<video>/<frame>`` with ``gt_root/<video>/<frame>``."""
-  lq_videos, gt_videos = _subfolders(lq_root), _subfolders(gt_root)
+  lq_videos = folders.subfolders(lq_root)
+  gt_videos = folders.subfolders(gt_root)
   if not lq_videos:
     raise ValueError(f'{lq_root} has no video sub-folders.')
   lq_only = sorted(set(lq_videos) - set(gt_videos))

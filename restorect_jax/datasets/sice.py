@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 
+from restorect_jax import input_pipeline
 from restorect_jax.datasets import base
 from restorect_jax.datasets import folders
 
@@ -56,22 +57,17 @@ class Sice(base.RestorationBuilder):
 
 
 def _scene_pairs(train_dir: str, label_dir: str) -> list[folders.Example]:
-  scenes = sorted(n for n in os.listdir(train_dir)
-                  if not n.startswith('.') and
-                  os.path.isdir(os.path.join(train_dir, n)))
+  scenes = folders.subfolders(train_dir)
   labels = folders.index_by_key(label_dir, folders.list_images(label_dir, 'gt'),
                              folders.stem_key)
   no_label = sorted(set(scenes) - set(labels))
   no_scene = sorted(labels[k] for k in set(labels) - set(scenes))
   if no_label or no_scene:
-    parts = []
-    if no_label:
-      parts.append(f'scene folders in {train_dir} without a label in '
-                   f'{label_dir}: {folders.name_list(no_label)}')
-    if no_scene:
-      parts.append(f'labels in {label_dir} without a scene folder in '
-                   f'{train_dir}: {folders.name_list(no_scene)}')
-    raise ValueError('Unmatched SICE scenes: ' + '; '.join(parts) + '.')
+    raise ValueError('Unmatched SICE scenes: ' + input_pipeline.unmatched([
+        (no_label, f'scene folders in {train_dir} without a label in '
+                   f'{label_dir}'),
+        (no_scene, f'labels in {label_dir} without a scene folder in '
+                   f'{train_dir}')]) + '.')
   examples = []
   for scene in scenes:
     folder = os.path.join(train_dir, scene)

@@ -1,0 +1,1 @@
+"""JAX-vs-PyTorch benchmark scripts (run as ``python -m benchmarks.<name>``)."""

@@ -72,7 +72,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import hashlib
 import json
 import os
 import shutil
@@ -85,6 +84,8 @@ from typing import Any
 import numpy as np
 from absl import logging
 from PIL import Image
+
+from restorect_jax import hashing
 
 FORMAT = 'restorect_jax.demo_data/1'
 MANIFEST = 'manifest.json'
@@ -428,12 +429,7 @@ def _degrader(
   )
 
 
-def _sha256(path: str) -> str:
-  h = hashlib.sha256()
-  with open(path, 'rb') as f:
-    for block in iter(lambda: f.read(1 << 20), b''):
-      h.update(block)
-  return h.hexdigest()
+_sha256 = hashing.file_sha256
 
 
 _RNG_RULE = 'np.random.default_rng([seed, crc32(name), 1])'

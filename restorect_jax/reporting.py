@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from restorect_jax import hashing
 from restorect_jax import protocols as protocols_lib
 
 DATASET_ROW = '<dataset>'
@@ -294,13 +295,7 @@ def summarize(rows: Iterable[Row]) -> list[SummaryEntry]:
 # ---------------------------------------------------------------------------
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-  """Hex SHA-256 of a file's bytes (read in 1 MiB chunks)."""
-  h = hashlib.sha256()
-  with open(path, 'rb') as f:
-    for chunk in iter(lambda: f.read(1 << 20), b''):
-      h.update(chunk)
-  return h.hexdigest()
+file_sha256 = hashing.file_sha256
 
 
 def manifest(files: Iterable[str | os.PathLike],

@@ -510,8 +510,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
         frozen, records, writer, start, workdir)
   writer.close()
   ckpt.close()
-  if hasattr(train_iter, 'close'):
-    train_iter.close()  # stops grain worker processes, if any
+  train_iter.close()  # stops grain worker processes, if any
   return result
 
 

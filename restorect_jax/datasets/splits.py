@@ -25,6 +25,8 @@ import os
 import random
 from collections.abc import Sequence
 
+from restorect_jax import hashing
+
 SPLITS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                           'splits')
 SUMS_FILE = 'SHA256SUMS'
@@ -34,13 +36,8 @@ class SplitHashError(ValueError):
   """A split file's SHA-256 differs from SHA256SUMS (or is not listed)."""
 
 
-def file_sha256(path: str) -> str:
-  """Hex SHA-256 of a file's bytes."""
-  h = hashlib.sha256()
-  with open(path, 'rb') as f:
-    for block in iter(lambda: f.read(1 << 20), b''):
-      h.update(block)
-  return h.hexdigest()
+# Hex SHA-256 of a file's bytes (one implementation for the project).
+file_sha256 = hashing.file_sha256
 
 
 def names_sha256(names: Sequence[str]) -> str:

@@ -15,12 +15,13 @@ the inputs (the cotangent is an argument, not a constant XLA could fold).
 ``count`` is how many times the teacher runs the part (×count columns: its
 share of a teacher forward/backward).
 
-The depthwise / 1×1 / attention formulation inside the blocks is the
-project's (``restorect_jax/models/layers.py``); ``--dense_conv`` swaps the
-dense k×k ``lax.conv`` of ``layers.Conv2d`` for an alternative (im2col
-matmul, or a sum of per-tap matmuls) and ``--depthwise`` the blocks'
-depthwise 3×3 (a hand-written VJP, or a grouped ``lax.conv``) to measure
-them (recorded in benchmarks/README.md).
+The 1×1 / attention formulation inside the blocks is the project's
+(``restorect_jax/models/layers.py``); ``--depthwise`` sets the model option
+of the blocks' depthwise 3×3 (``layers.depthwise_conv3x3``: autodiff of
+shifted slices, the same with a hand-written VJP, or a grouped
+``lax.conv``), and ``--dense_conv`` swaps the dense k×k ``lax.conv`` of
+``layers.Conv2d`` for an alternative (im2col matmul, or a sum of per-tap
+matmuls) to measure them (recorded in benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -65,9 +66,10 @@ _DENSE_CONV = flags.DEFINE_enum(
     'dense_conv', 'lax', list(op_variants.DENSE_CONVS),
     'How JAX computes dense k×k convolutions (benchmarks/op_variants.py).')
 _DEPTHWISE = flags.DEFINE_enum(
-    'depthwise', 'shift', list(op_variants.DEPTHWISE),
-    'How JAX computes the blocks\' depthwise 3×3 convolutions '
-    '(benchmarks/op_variants.py; shift = the project\'s).')
+    'depthwise', 'auto', list(layers.DEPTHWISE_FORMULATIONS),
+    'The blocks\' depthwise 3×3 option (layers.depthwise_conv3x3): auto '
+    '(the default: shifted_vjp on CPU, shifted on GPU/TPU), shifted, '
+    'shifted_vjp or lax.')
 _TORCH_CHANNELS_LAST = flags.DEFINE_bool(
     'torch_channels_last', False, 'Run the torch twin in channels_last.')
 _SMOKE = flags.DEFINE_bool('smoke', False, 'Tiny variant at 32², 1 repeat.')
@@ -78,7 +80,8 @@ _PROFILE = flags.DEFINE_integer(
     'framework (benchmarks/xla_profile.py); 0: off.')
 
 
-def _parts(v: dict[str, Any], size: int) -> list[dict[str, Any]]:
+def _parts(v: dict[str, Any], size: int,
+           depthwise: str = 'auto') -> list[dict[str, Any]]:
   """(name, Flax module, params path, twin path, input shapes, count)."""
   d, nb, hd = v['dim'], v['num_blocks'], v['heads']
   s1, s2, s4, s8 = size, size // 2, size // 4, size // 8
@@ -86,7 +89,8 @@ def _parts(v: dict[str, Any], size: int) -> list[dict[str, Any]]:
   def block(level, width, heads, side, count, retinex=True):
     return dict(
         name=f'block {level} (C{width} @ {side}²)',
-        module=rgformer.TransformerBlock(width, heads, retinex=retinex),
+        module=rgformer.TransformerBlock(width, heads, retinex=retinex,
+                                         depthwise=depthwise),
         path=('G', f'{level}.0'), twin=('G', level, 0),
         inputs=[(1, side, side, width), 'z'], count=count)
 
@@ -243,7 +247,7 @@ def main(argv):
   torch_device = None
   if 'torch' in frameworks:
     torch_device = common.torch_setup(threads, _DEVICE.value)
-  teacher = Model('teacher', variant)
+  teacher = Model('teacher', variant, depthwise=_DEPTHWISE.value)
   img = jnp.zeros((1, 32, 32, 3))
   rex = jnp.zeros((1, 32, 32, 4))
   t_vars = init_variables(teacher, 3, img, img, rex, rex)
@@ -252,12 +256,11 @@ def main(argv):
   if 'torch' in frameworks:
     from restorect_jax import torch_twin  # pylint: disable=g-import-not-at-top
     twin_teacher = torch_twin.from_flax('teacher', variant, t_vars)
-  parts = _parts(VARIANTS[variant], size)
+  parts = _parts(VARIANTS[variant], size, _DEPTHWISE.value)
   if _PARTS.value:
     parts = [p for p in parts if any(k in p['name'] for k in _PARTS.value)]
   rows = []
-  with op_variants.dense_conv(_DENSE_CONV.value), \
-      op_variants.depthwise_conv(_DEPTHWISE.value):
+  with op_variants.dense_conv(_DENSE_CONV.value):
     for part in parts:
       w = part_workload(part, teacher, t_vars, decom_vars,
                         mode=_MODE.value, torch_device=torch_device,
@@ -276,7 +279,9 @@ def main(argv):
   info = common.machine_info(threads, torch_device)
   info.update(variant=variant, size=size, mode=_MODE.value,
               dense_conv=_DENSE_CONV.value,
-              depthwise=_DEPTHWISE.value, repeats=repeats, warmup=warmup,
+              depthwise=_DEPTHWISE.value,
+              depthwise_resolved=layers.resolve_depthwise(_DEPTHWISE.value),
+              repeats=repeats, warmup=warmup,
               torch_channels_last=_TORCH_CHANNELS_LAST.value)
   command = ' '.join(['python -m benchmarks.parts_bench'] +
                      [shlex.quote(a) for a in sys.argv[1:]])

@@ -40,7 +40,7 @@ def main(argv):
   setup = None
   if set(a.rows) - {'irflow'}:
     setup = workloads.Setup(a.variant, a.dtype, torch_device, a.seed,
-                            a.channels_last, a.remat)
+                            a.channels_last, a.remat, a.depthwise)
   print(f'threads {threads}, variant {a.variant}, calls {_CALLS.value}')
   for name in a.rows:
     w = restorect_bench.build_workload(name, setup, a, torch_device)

@@ -25,6 +25,10 @@ from the Flax init; same inputs; same thread count):
   (nf 64, 137.1 M parameters, about 16× the FLOPs): use it on a GPU.
 
 RestoRect rows use ``--variant`` (default: the full 26 M-parameter model).
+``--depthwise`` and ``--irflow_attention`` set the models' formulation
+options (``restorect_jax/models/__init__.py``; default: the models'
+defaults); ``--dense_conv`` swaps dense convolutions
+(``benchmarks/op_variants.py``).
 ``--smoke`` runs the ``tiny`` variants at 32² with one repeat (the test).
 On a GPU: a CUDA jaxlib and torch build, ``--device=cuda``;
 ``--dtype=bfloat16`` computes in bf16 (JAX: module ``dtype``; torch:
@@ -43,6 +47,8 @@ from absl import flags
 from benchmarks import common
 from benchmarks import op_variants
 from benchmarks import workloads
+from restorect_jax.models import irflow_unet
+from restorect_jax.models import layers
 
 ROWS = ('student4', 'student5', 'teacher', 's2_train', 'irflow')
 
@@ -81,13 +87,16 @@ _DENSE_CONV = flags.DEFINE_enum(
     'JAX dense k×k convolutions: lax (the project\'s), im2col or taps '
     '(benchmarks/op_variants.py).')
 _DEPTHWISE = flags.DEFINE_enum(
-    'depthwise', 'shift', list(op_variants.DEPTHWISE),
-    'JAX depthwise 3×3: shift (the project\'s), custom_vjp or lax '
-    '(benchmarks/op_variants.py).')
+    'depthwise', 'auto', list(layers.DEPTHWISE_FORMULATIONS),
+    'The RestoRect models\' depthwise option: auto (the default: '
+    'shifted_vjp on CPU, shifted on GPU/TPU), shifted (autodiff), '
+    'shifted_vjp (hand-written backward) or lax (grouped lax.conv); '
+    'layers.depthwise_conv3x3.')
 _IRFLOW_ATTENTION = flags.DEFINE_enum(
-    'irflow_attention', 'reference', list(op_variants.IRFLOW_ATTENTION),
-    'JAX IR-Flow linear attention: reference (the project\'s) or folded '
-    '(normalisers applied to the context; benchmarks/op_variants.py).')
+    'irflow_attention', 'folded', list(irflow_unet.ATTENTION_FORMULATIONS),
+    'The IR-Flow model\'s attention option: folded (the default; '
+    'normalisers applied to the context) or reference '
+    '(irflow_unet.LinearAttention).')
 _REMAT = flags.DEFINE_bool(
     'remat', False, 'Train step with config.remat (recompute activations in '
     'the backward pass), where the config has the key.')
@@ -112,7 +121,8 @@ def options_from_flags() -> types.SimpleNamespace:
       size=_SIZE.value, batch=_BATCH.value, train_size=_TRAIN_SIZE.value,
       train_batch=_TRAIN_BATCH.value, repeats=_REPEATS.value,
       warmup=_WARMUP.value, dtype=_DTYPE.value, seed=_SEED.value,
-      remat=_REMAT.value, channels_last=_TORCH_CHANNELS_LAST.value)
+      remat=_REMAT.value, channels_last=_TORCH_CHANNELS_LAST.value,
+      depthwise=_DEPTHWISE.value, irflow_attention=_IRFLOW_ATTENTION.value)
   if _SMOKE.value:
     a.variant, a.irflow_variant = 'tiny', 'tiny'
     a.size, a.train_size, a.repeats, a.warmup = 32, 32, 1, 1
@@ -134,7 +144,8 @@ def build_workload(name: str, setup: workloads.Setup | None,
   return workloads.irflow_workload(
       variant=a.irflow_variant, size=a.size, batch=a.batch,
       num_steps=a.irflow_steps, dtype=a.dtype, torch_device=torch_device,
-      channels_last=a.channels_last, seed=a.seed)
+      channels_last=a.channels_last, seed=a.seed,
+      attention=a.irflow_attention)
 
 
 def main(argv):
@@ -149,11 +160,9 @@ def main(argv):
   setup = None
   if set(a.rows) - {'irflow'}:
     setup = workloads.Setup(a.variant, a.dtype, torch_device, a.seed,
-                            a.channels_last, a.remat)
+                            a.channels_last, a.remat, a.depthwise)
   rows = []
-  with op_variants.dense_conv(_DENSE_CONV.value), \
-      op_variants.depthwise_conv(_DEPTHWISE.value), \
-      op_variants.irflow_attention(_IRFLOW_ATTENTION.value):
+  with op_variants.dense_conv(_DENSE_CONV.value):
     for name in a.rows:
       w = build_workload(name, setup, a, torch_device)
       rows.append(common.run_workload(w, frameworks=a.frameworks,
@@ -165,8 +174,9 @@ def main(argv):
   info.update(variant=a.variant, irflow_variant=a.irflow_variant,
               dtype=a.dtype, repeats=a.repeats, warmup=a.warmup,
               remat=a.remat, torch_channels_last=a.channels_last,
-              dense_conv=_DENSE_CONV.value, depthwise=_DEPTHWISE.value,
-              irflow_attention=_IRFLOW_ATTENTION.value)
+              dense_conv=_DENSE_CONV.value, depthwise=a.depthwise,
+              depthwise_resolved=layers.resolve_depthwise(a.depthwise),
+              irflow_attention=a.irflow_attention)
   command = ' '.join(['python -m benchmarks.restorect_bench'] +
                      [shlex.quote(x) for x in sys.argv[1:]])
   common.report(rows, info, command, _JSON_OUT.value)

@@ -1,10 +1,11 @@
 """The S2 phase-2 train step in PyTorch, the twin of the JAX step.
 
-JAX: ``steps.make_stage_steps(config)['phase2']`` — ``steps.student_loss``
+JAX: the RestoRect method's ``phases(...)['phase2']`` —
+``methods.restorect.steps.student_loss``
 (phase 2), ``value_and_grad``, AdamW (``optim.adamw``, weight decay 0),
 EMA of the params, the global gradient norm as a metric. Torch, here: the
 twin's ``torch_twin.student_loss`` (phase 2, the same terms and switches,
-written term for term after ``steps.student_loss``), ``backward``,
+written term for term after ``student_loss``), ``backward``,
 ``torch.optim.AdamW`` (foreach) with the same hyper-parameters, the same
 EMA update and gradient norm. Both run the frozen DecomNets and the frozen
 teacher's prior encoders without gradient inside the step.
@@ -23,12 +24,12 @@ import ml_collections
 import numpy as np
 import torch
 
-from restorect_jax import flow
+from restorect_jax.methods.restorect import flow
 from restorect_jax import torch_twin
 
 
 def jax_draws(rng: jax.Array, step: int, batch: int) -> dict[str, np.ndarray]:
-  """The random values ``steps.student_loss`` draws at ``step``.
+  """The random values ``steps.draw_student`` draws at ``step``.
 
   Mirrors its key use: ``keys = split(fold_in(rng, step), 6)``; per flow
   (rex, img) a time label from ``keys[2i]`` and ε from ``keys[2i+1]``; the

@@ -16,11 +16,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import common
-from restorect_jax import steps
-from restorect_jax import train
+from restorect_jax import methods
+from restorect_jax.core import train_step
+from restorect_jax.methods.irflow import predictor as irflow_predictor
 from restorect_jax.models import Model
 from restorect_jax.models import init_variables
-from restorect_jax.train_state import TrainState
+from restorect_jax.models import layers
+from restorect_jax.core.train_state import TrainState
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -47,9 +49,10 @@ def s2_config(variant: str, dtype: str, remat: bool):
 class Setup:
   """The RestoRect models of one benchmark run, built once.
 
-  Holds the Flax modules (``train.build_models`` of the S2 config), the
+  Holds the Flax modules (the method's ``models`` of the S2 config), the
   frozen DecomNets, lazily initialised variables per model, and builds the
-  torch twins of given variables.
+  torch twins of given variables. The teacher, student and interface
+  compute their depthwise 3×3 convs with the ``depthwise`` model option.
 
   Args:
     variant: RestoRect variant.
@@ -58,14 +61,19 @@ class Setup:
     seed: seed of the initial weights.
     channels_last: run the twins in channels_last memory format.
     remat: set ``config.remat`` for the train step.
+    depthwise: the models' ``depthwise`` option
+      (``layers.DEPTHWISE_FORMULATIONS``).
   """
 
   def __init__(self, variant, dtype, torch_device, seed, channels_last,
-               remat=False):
+               remat=False, depthwise='auto'):
     self.variant, self.seed = variant, seed
     self.torch_device, self.channels_last = torch_device, channels_last
     self.config = s2_config(variant, dtype, remat)
-    self.models = train.build_models(self.config)
+    self.models = methods.for_config(self.config).models(self.config)
+    for name in ('teacher', 'student', 'interface'):
+      self.models[name] = self.models[name].clone(
+          depthwise=layers.check_depthwise(depthwise))
     self.frozen = {
         'decom_low': self._init(self.models['decom'], seed + 1, 'decom'),
         'decom_high': self._init(self.models['decom'], seed + 2, 'decom'),
@@ -198,12 +206,12 @@ def s2_train_workload(setup: Setup, *, size: int,
   student_vars = setup.variables('student')
   frozen = dict(setup.frozen, teacher=setup.variables('teacher')['params'])
   params = {'model': student_vars['params']}
-  tx, schedules = train.make_optimizers(config, params)
+  method = methods.for_config(config)
+  tx, schedules = method.optimizers(config, params)
   state = TrainState.create(params, tx, jax.random.PRNGKey(setup.seed))
   lq, gt = _images(setup.seed, batch, size, 2)
-  step = steps.make_stage_steps(
-      config, teacher=models['teacher'], student=models['student'],
-      decom=models['decom'], schedules=schedules)['phase2']
+  step = train_step.jit_step(train_step.make_train_step(
+      method.phases(config, models, schedules)['phase2']))
 
   def make_torch_fn():
     from benchmarks import torch_s2_step  # pylint: disable=g-import-not-at-top
@@ -232,7 +240,7 @@ def s2_train_workload(setup: Setup, *, size: int,
       carry=True,
       notes=('max|Δ| is |loss_JAX − loss_torch| of the first step (same '
              'params, batch and random draws); the JAX step is '
-             "steps.make_stage_steps(config)['phase2'] of "
+             "method.phases(config, models, schedules)['phase2'] of "
              'configs/restorect_s2.py.'))
 
 
@@ -247,9 +255,15 @@ def _torch_euler(net, x, num_steps):
 
 def irflow_workload(*, variant: str, size: int, batch: int, num_steps: int,
                     dtype: str, torch_device: str | None,
-                    channels_last: bool, seed: int) -> common.Workload:
-  """N-step Euler-1 inference of the ConditionalUNet."""
-  model = Model('irflow', variant, dtype=jnp.dtype(dtype))
+                    channels_last: bool, seed: int,
+                    attention: str = 'folded') -> common.Workload:
+  """N-step Euler-1 inference of the ConditionalUNet.
+
+  ``attention`` is the model's linear-attention option (``'folded'`` or
+  ``'reference'``, ``irflow_unet.LinearAttention``).
+  """
+  model = Model('irflow', variant, dtype=jnp.dtype(dtype),
+                attention=attention)
   variables = init_variables(model, seed, jnp.zeros((1, 32, 32, 3)),
                              jnp.zeros((1,), jnp.int32))
   params = {'model': variables['params']}
@@ -257,7 +271,8 @@ def irflow_workload(*, variant: str, size: int, batch: int, num_steps: int,
       0, 1, (batch, size, size, 3)).astype(np.float32)
 
   def fn(params, lq):
-    return steps.irflow_predict(params, lq, model=model, num_steps=num_steps)
+    return irflow_predictor.sample(params['model'], lq, model=model,
+                                   num_steps=num_steps)
 
   def make_torch_fn():
     import torch  # pylint: disable=g-import-not-at-top

@@ -1,4 +1,4 @@
-r"""RestoRect S1: teacher pre-training (spec §1, §4).
+r"""RestoRect S1: teacher pre-training (spec restorect.md §1, §4).
 
 Command (one host; see launch/ for more)::
 
@@ -9,24 +9,31 @@ Command (one host; see launch/ for more)::
     --workdir runs/s1_lol_v1
 
 Hardware: the reference trains 300k steps on 4 GPUs with 8 images each
-(global batch 32 in our terms: --config.input.batch_size=32 and
-mini_batch_sizes scaled ×4). Expected result: not yet measured with this
-port; the authors' S2 results (spec §6) start from S1 checkpoints at
-20k–135k steps.
+(global batch 32 here: ``--config.input.batch_size=32`` and
+``mini_batch_sizes`` scaled ×4). Result: not measured yet with this port
+(no GPU has been lent to the project); the authors' S2 results (spec §6)
+start from S1 checkpoints at 20k–135k steps.
 
-Args (``:a=b,c``): ``dataset`` (lol_v1, lol_v2_real, lol_v2_syn, folder,
-demo), ``runlocal`` (tiny model and steps for a smoke run).
+Differs from ``configs/common.py``: 300k steps; BasicSR cyclic cosine
+restarts with periods 92k / 208k, the first cycle rising to 2.55e-4 (its
+eta_min above the base lr), the second decaying to 1e-6; schedules see the
+reference's 1-based iteration number (``schedule.count_from_one``).
+
+Args (``:a=b,c``): ``dataset`` (a name in restorect_jax.datasets, e.g.
+lol_v1, lol_v2_real, lol_v2_syn, or folder), ``runlocal`` (tiny model and
+steps for a smoke run).
 """
 
-from restorect_jax import config_lib as common
+from configs import common
 
 
 def get_config(arg=None):
   a = common.parse_arg(arg, dataset='lol_v1', runlocal=False)
-  c = common.base_config('s1', a.dataset)
+  c = common.restorect('s1', a.dataset)
   c.total_steps = 300_000
-  c.schedule = dict(kind='cosine_restart', periods=(92_000, 208_000),
-                    restart_weights=(1.0, 1.0), eta_mins=(2.55e-4, 1e-6))
+  c.schedule = common.Config(dict(
+      periods=(92_000, 208_000), restart_weights=(1.0, 1.0),
+      eta_mins=(2.55e-4, 1e-6), count_from_one=True))
   if a.runlocal:
-    common.shrink_for_local(c)
+    common.runlocal(c)
   return c

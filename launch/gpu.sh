@@ -5,7 +5,7 @@
 #
 # One host, N GPUs: one process drives every visible GPU; the train state is
 # replicated and each global batch is split over a ('data',) mesh of all
-# devices (restorect_jax/sharding.py), so batch sizes in the config are
+# devices (restorect_jax/core/sharding.py), so batch sizes in the config are
 # global and must divide by the GPU count. Every argument is passed to
 # `python -m restorect_jax.main` unchanged.
 #

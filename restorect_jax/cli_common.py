@@ -14,7 +14,8 @@ from absl import app
 from absl import flags
 
 CHECKPOINT = flags.DEFINE_string(
-    'checkpoint', '', 'A training workdir (S2 student or IR-Flow run).')
+    'checkpoint', '', 'A training workdir (S2 student, IR-Flow run, or any '
+    'registered method; an S1 teacher run evaluates on paired data only).')
 WHICH = flags.DEFINE_enum('params', 'ema', ['ema', 'online'],
                           'With --checkpoint: EMA or online weights.')
 MODEL = flags.DEFINE_enum(
@@ -37,18 +38,21 @@ CHANNEL_ORDER = flags.DEFINE_enum(
 SAMPLER = flags.DEFINE_enum('sampler', 'euler',
                             ['euler', 'heun', 'standard_euler'],
                             'IR-Flow sampler with --weights.')
+IMPORTS = flags.DEFINE_list(
+    'imports', [], 'Modules to import first: they register methods defined '
+    'outside the package (restorect_jax.methods.register).')
 
 
 def load_predictor():
-  """The :class:`restorect_jax.predictors.Predictor` the flags name."""
-  from restorect_jax import predictors  # pylint: disable=g-import-not-at-top
+  """The :class:`restorect_jax.inference.Predictor` the flags name."""
+  from restorect_jax.inference import loading  # pylint: disable=g-import-not-at-top
   if bool(CHECKPOINT.value) == bool(WEIGHTS.value):
     raise app.UsageError('Pass exactly one of --checkpoint or --weights.')
   if CHECKPOINT.value:
-    return predictors.from_workdir(CHECKPOINT.value, which=WHICH.value)
+    return loading.from_workdir(CHECKPOINT.value, which=WHICH.value)
   if not MODEL.value:
     raise app.UsageError('--weights needs --model.')
-  return predictors.from_weights(
+  return loading.from_weights(
       MODEL.value, WEIGHTS.value, variant=VARIANT.value,
       overrides=json.loads(MODEL_KWARGS.value), decom=DECOM.value,
       channel_order=CHANNEL_ORDER.value, sampler=SAMPLER.value)
@@ -56,13 +60,10 @@ def load_predictor():
 
 def start(argv: list[str]) -> None:
   """Common CLI start: no stray arguments, XLA cache on, quiet logs."""
-  from restorect_jax import runtime  # pylint: disable=g-import-not-at-top
+  from restorect_jax.core import runtime  # pylint: disable=g-import-not-at-top
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   runtime.enable_compilation_cache()
   runtime.quiet_logging()
-
-
-def default_steps(kind: str) -> int:
-  """The references' default sampling steps: 5 RestoRect, 1 IR-Flow."""
-  return 5 if kind == 'restorect' else 1
+  from restorect_jax import methods  # pylint: disable=g-import-not-at-top
+  methods.import_modules(IMPORTS.value)

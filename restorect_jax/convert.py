@@ -386,7 +386,7 @@ def run(argv: list[str] | None = None) -> int:
   """Entry point of ``python -m restorect_jax.convert``."""
   import argparse  # pylint: disable=g-import-not-at-top
   import json  # pylint: disable=g-import-not-at-top
-  from restorect_jax import checkpoint_io  # pylint: disable=g-import-not-at-top
+  from restorect_jax.core import checkpoint_io  # pylint: disable=g-import-not-at-top
   parser = argparse.ArgumentParser(
       prog='python -m restorect_jax.convert',
       description=(

@@ -1,8 +1,11 @@
 r"""Entry point: ``python -m restorect_jax.main --config CFG --workdir DIR``.
 
 ``--mode=train`` trains (resuming from the latest checkpoint in the
-workdir); ``--mode=eval`` evaluates the latest checkpoint's EMA parameters
-on the config's eval split. Override any config value with
+workdir); ``--mode=eval`` evaluates the latest checkpoint (the weights the
+method evaluates: EMA by default) on the config's eval split with the same
+evaluator (``config.evals``) and predictor as training and the evaluate
+CLI. ``--imports=pkg.module`` imports modules that register methods defined
+outside the package. Override any config value with
 ``--config.key=value``; the config is locked, so a key that does not exist
 is an error.
 
@@ -17,6 +20,7 @@ batch sizes and precision").
 from __future__ import annotations
 
 import json
+import sys
 
 from absl import app
 from absl import flags
@@ -24,8 +28,9 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
-from restorect_jax import runtime
-from restorect_jax import sharding
+from restorect_jax import config_lib
+from restorect_jax.core import runtime
+from restorect_jax.core import sharding
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Experiment config file (configs/*.py[:args]).',
@@ -34,6 +39,9 @@ _WORKDIR = flags.DEFINE_string('workdir', None,
                                'Directory for checkpoints, logs and outputs.')
 _MODE = flags.DEFINE_enum('mode', 'train', ['train', 'eval'],
                           'Train (and evaluate), or evaluate only.')
+_IMPORTS = flags.DEFINE_list(
+    'imports', [], 'Modules to import first (they register methods defined '
+    'outside the package, restorect_jax.methods.register).')
 _DISTRIBUTED = flags.DEFINE_bool(
     'distributed', None,
     'Call jax.distributed.initialize() (multi-process run). Default: when '
@@ -53,16 +61,19 @@ def main(argv):
       jax.process_index(), jax.process_count(), jax.device_count(),
       jax.local_devices())
   # Imported here so --help stays fast.
+  from restorect_jax import methods  # pylint: disable=g-import-not-at-top
   from restorect_jax import train  # pylint: disable=g-import-not-at-top
+  methods.import_modules(_IMPORTS.value)
   config, workdir = _CONFIG.value, _WORKDIR.value
   if _MODE.value == 'train':
     result = train.train_and_evaluate(config, workdir)
   else:
     result = train.evaluate_checkpoint(config, workdir)
   if result:
-    print(json.dumps({k: result[k] for k in ('psnr', 'ssim', 'n')}))
+    print(json.dumps(result))
 
 
 if __name__ == '__main__':
+  config_lib.add_configs_root(sys.argv)
   flags.mark_flags_as_required(['config', 'workdir'])
   app.run(main)

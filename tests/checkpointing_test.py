@@ -15,8 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from restorect_jax import checkpointing
-from restorect_jax import demo_data
+from restorect_jax.core import checkpointing
+from restorect_jax.data import demo_data
 from restorect_jax import train
 import testutil
 
@@ -128,7 +128,7 @@ class LoopTest(absltest.TestCase):
     wd = tempfile.mkdtemp()
     res = train.train_and_evaluate(self._config(total=2), wd)
     self.assertIn('psnr', res)
-    from restorect_jax import metric_writers  # pylint: disable=g-import-not-at-top
+    from restorect_jax.core import metric_writers  # pylint: disable=g-import-not-at-top
     rows = metric_writers.read_jsonl(os.path.join(wd, 'metrics.jsonl'))
     train_rows = [r for r in rows if 'train/loss' in r]
     self.assertEqual([r['step'] for r in train_rows], [1, 2])

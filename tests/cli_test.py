@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from restorect_jax import checkpoint_io
+from restorect_jax.core import checkpoint_io
 from restorect_jax import predictors
 from restorect_jax import restore
 from restorect_jax.models import DecomNet

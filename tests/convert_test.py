@@ -12,7 +12,7 @@ from absl.testing import absltest
 import jax
 import numpy as np
 
-from restorect_jax import checkpoint_io
+from restorect_jax.core import checkpoint_io
 from restorect_jax import convert
 from restorect_jax.models import DecomNet
 from restorect_jax.models import Student

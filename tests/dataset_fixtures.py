@@ -1,12 +1,17 @@
 """Tiny fixture trees laid out like each public download (made per test).
 
 Every ``make_*`` function writes a tree under ``root`` and returns a
-:class:`Tree`: the manual folder and, per split, the expected records in
-order as ``{name: (lq file or None, gt file or None)}``. Images are random
-(seeded by their path) and small; in PNG sets every target is the inverse
-of its input (``gt = 255 - lq``), so a crop that keeps lq and gt aligned
-keeps that relation. JPEG/BMP sets only check records against the decoded
-files.
+:class:`Tree`: the manual folder (the data dir) and, per split, the expected
+records in order as ``{name: (lq file or None, gt file or None)}``. Images
+are random (seeded by their path) and small; in PNG sets every target is the
+inverse of its input (``gt = 255 - lq``), so a crop that keeps lq and gt
+aligned keeps that relation. JPEG/BMP sets only check records against the
+decoded files.
+
+:data:`MAKERS` covers the TFDS builders (``datasets_test``);
+:data:`PUBLIC_MAKERS` covers every name of ``datasets.names()``, and
+:func:`make_public_layout` / :func:`public_tree` build one by name (e.g. for
+one training step or one evaluation per dataset name).
 """
 
 from __future__ import annotations
@@ -17,6 +22,9 @@ import os
 
 import numpy as np
 from PIL import Image
+
+from restorect_jax.data import demo_data
+from restorect_jax.datasets import splits as splits_lib
 
 H, W = 16, 24
 LOL_V1_EVAL15 = ('1', '22', '23', '55', '79', '111', '146', '179', '493',
@@ -203,6 +211,16 @@ def make_uieb(root: str, *, n: int = 95) -> Tree:
   return Tree(m, {'all': _sorted(pairs)})
 
 
+def _seeded_split(tree: Tree, rule) -> Tree:
+  """``tree`` with its ``'all'`` pairs split by ``rule`` (on file names)."""
+  pairs = tree.expected['all']
+  by_file = {os.path.basename(lq): n for n, (lq, _) in pairs.items()}
+  out = {}
+  for split, files in zip(('train', 'test'), rule(list(by_file))):
+    out[split] = _sorted({by_file[f]: pairs[by_file[f]] for f in files})
+  return Tree(tree.manual_dir, out)
+
+
 def make_lsui(root: str) -> Tree:
   m = os.path.join(root, 'LSUI')
   out = {}
@@ -292,6 +310,65 @@ def make_denoise(root: str) -> Tree:
   return Tree(m, expected)
 
 
+def make_demo(root: str) -> Tree:
+  """The bundled demo set, built by ``demo_data`` itself (16-px crops)."""
+  m = os.path.join(root, 'demo_data')
+  manifest = demo_data.make_demo_pairs(m, size=16, train_crops_per_image=1)
+  expected = {'train': {}, 'test': {}}
+  for p in manifest['pairs']:
+    expected[p['split']][os.path.splitext(p['name'])[0]] = (
+        os.path.join(m, p['split'], 'low', p['name']),
+        os.path.join(m, p['split'], 'high', p['name']))
+  return Tree(m, {k: _sorted(v) for k, v in expected.items()})
+
+
+def make_demo_denoise(root: str) -> Tree:
+  """The demo set's clean halves (the IR-Flow ``demo`` task)."""
+  tree = make_demo(root)
+  return Tree(tree.manual_dir, {
+      split: {n: (None, gt) for n, (_, gt) in pairs.items()}
+      for split, pairs in tree.expected.items()})
+
+
+def make_dehaze(root: str) -> Tree:
+  """RESIDE-6K as DehazeFormer ships it: one name in hazy/ and GT/."""
+  m = os.path.join(root, 'RESIDE-6K')
+  return Tree(m, {
+      'train': _sorted(_folder_pairs(m, 'train', 'train/hazy', 'train/GT',
+                                     ['1', '2', '0025'])),
+      'test': _sorted(_folder_pairs(m, 'test', 'test/hazy', 'test/GT',
+                                    ['1400', '0001'])),
+  })
+
+
+def make_deblur(root: str) -> Tree:
+  """GoPro in Restormer's ``Datasets/`` layout (train crops, test frames)."""
+  m = os.path.join(root, 'Datasets')
+  crops = ['GOPR0372_07_00-000047-1', 'GOPR0372_07_00-000047-2',
+           'GOPR0374_11_00-000001-1']
+  frames = ['GOPR0384_11_00-000001', 'GOPR0384_11_00-000002']
+  return Tree(m, {
+      'train': _sorted(_folder_pairs(m, 'train', 'train/GoPro/input_crops',
+                                     'train/GoPro/target_crops', crops)),
+      'test': _sorted(_folder_pairs(m, 'test', 'test/GoPro/input',
+                                    'test/GoPro/target', frames)),
+  })
+
+
+def make_sr(root: str) -> Tree:
+  """DIV2K: ``NNNNx4.png`` LR (here already at HR size) ↔ ``NNNN.png`` HR."""
+  m = os.path.join(root, 'DIV2K')
+  x4 = lambda n: n[:-2]  # '0001x4' -> '0001'
+  return Tree(m, {
+      'train': _folder_pairs(m, 'train', 'DIV2K_train_LR_unknown/X4',
+                             'DIV2K_train_HR', ['0001x4', '0002x4', '0010x4'],
+                             gt_name=x4),
+      'test': _folder_pairs(m, 'test', 'DIV2K_valid_LR_unknown/X4',
+                            'DIV2K_valid_HR', ['0801x4', '0802x4'],
+                            gt_name=x4),
+  })
+
+
 # dataset name → fixture maker. UIEB / LSUI fill their splits in the test.
 MAKERS = {
     'lol_v1': make_lol_v1,
@@ -313,3 +390,41 @@ MAKERS = {
     'raindrop/with_test_b': lambda r: make_raindrop(r, 'with_test_b'),
     'denoise': make_denoise,
 }
+
+# Every name of datasets.names() → a maker whose ``expected`` has the
+# layout's splits (UIEB / LSUI split by the builder's seeded rule).
+PUBLIC_MAKERS = {
+    **MAKERS,
+    'unpaired_llie': lambda r: make_unpaired(r, 'dicm'),
+    'raindrop': make_raindrop,
+    'uieb': lambda r: _seeded_split(make_uieb(r, n=10),
+                                    splits_lib.reference_split),
+    'uieb/restorect': lambda r: _seeded_split(make_uieb(r, n=10),
+                                              splits_lib.reference_split),
+    'uieb/t90': lambda r: _seeded_split(make_uieb(r),
+                                        splits_lib.uieb_t90_split),
+    'lsui': lambda r: _seeded_split(make_lsui(r), splits_lib.reference_split),
+    'lsui/restorect': lambda r: _seeded_split(make_lsui(r),
+                                              splits_lib.reference_split),
+    'derain': make_rain100l,
+    'dehaze': make_dehaze,
+    'deblur': make_deblur,
+    'sr': make_sr,
+    'demo': make_demo,
+    'demo_denoise': make_demo_denoise,
+}
+
+
+def public_tree(name: str, root: str) -> Tree:
+  """Writes ``name``'s public-download tree under ``root``; its records."""
+  if name not in PUBLIC_MAKERS:
+    raise ValueError(f'No fixture for {name!r}; known: '
+                     f'{", ".join(sorted(PUBLIC_MAKERS))}.')
+  return PUBLIC_MAKERS[name](root)
+
+
+def make_public_layout(name: str, root: str) -> str:
+  """Writes ``name``'s tree (2-3 tiny pairs per split where the layout
+  allows; shipped split lists fix LOL-v1 / LOL-v2-Real test at 15 / 100)
+  under ``root`` and returns the data dir to pass for ``name``."""
+  return public_tree(name, root).manual_dir

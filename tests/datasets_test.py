@@ -25,8 +25,8 @@ import tensorflow_datasets as tfds
 import dataset_fixtures as fx
 import testutil
 from restorect_jax import datasets
-from restorect_jax import image_io
-from restorect_jax import input_pipeline
+from restorect_jax.data import image_io
+from restorect_jax.data import input_pipeline
 from restorect_jax.datasets import splits
 
 tfds.disable_progress_bar()
@@ -42,6 +42,12 @@ class _TmpTest(parameterized.TestCase):
 
   def prepare(self, name, tree, **kw):
     return datasets.prepare(name, tree.manual_dir, self.data_dir, **kw)
+
+
+def _sources():
+  """restorect_jax.data.sources, imported late (it loads JAX)."""
+  from restorect_jax.data import sources  # pylint: disable=g-import-not-at-top
+  return sources
 
 
 def _read_all(source):
@@ -152,6 +158,10 @@ class BuildersTest(_TmpTest):
       self.assertEqual([r['name'] for r in records], list(expected))
       self.assertEqual(src.names, list(expected))
       self.assertEqual(src.names_sha256, splits.names_sha256(list(expected)))
+      # Reading the folders through the registry gives the same records.
+      self.assertEqual(
+          [n for n, _, _ in datasets.paired_files(name, tree.manual_dir,
+                                                  split)], src.names)
       for rec in records:
         lq_path, gt_path = expected[rec['name']]
         self.assertIsInstance(rec['name'], str)
@@ -510,33 +520,48 @@ class PrepareCliTest(_TmpTest):
 
 class TrainWiringTest(_TmpTest):
 
-  def test_config_tfds_source_and_eval_resize(self):
+  def _config(self, arg):
     if str(testutil.REPO) not in sys.path:
       sys.path.insert(0, str(testutil.REPO))
     from configs import restorect_s1  # pylint: disable=g-import-not-at-top
-    from restorect_jax import train  # pylint: disable=g-import-not-at-top
+    return restorect_s1.get_config(arg)
+
+  def test_config_tfds_source_and_eval_resize(self):
     self.prepare('uieb', fx.make_uieb(os.path.join(self.tmp, 'raw')))
-    config = restorect_s1.get_config('dataset=folder,runlocal')
+    config = self._config('dataset=folder,runlocal')
     config.input.tfds.name = 'uieb'
     config.input.tfds.data_dir = self.data_dir
     config.input.eval_resize = 'square'
     config.input.eval_resize_size = 32
-    paths = train.data_paths(config, self.tmp)
-    source = train.train_source(config, paths)
+    source = _sources().train_source(config, self.tmp)
     expected = datasets.data_source('uieb', 'train', self.data_dir)
     self.assertLen(source, len(expected))
     np.testing.assert_array_equal(source[0]['lq'], expected[0]['lq'])
-    records = list(train.eval_records(config, paths))
+    records = list(_sources().eval_records(config, self.tmp))
     self.assertLen(records, len(datasets.data_source('uieb', 'test',
                                                      self.data_dir)))
     for rec in records:
       self.assertEqual(rec['lq'].shape, (32, 32, 3))
       self.assertEqual(rec['gt'].shape, (32, 32, 3))
     config.input.tfds.eval_split = ''
-    self.assertIsNone(train.eval_records(config, paths))
+    self.assertIsNone(_sources().eval_records(config, self.tmp))
     config.input.tfds.name = 'no_such_set'
     with self.assertRaisesRegex(Exception, 'no_such_set'):
-      train.train_source(config, paths)
+      _sources().train_source(config, self.tmp)
+
+  def test_config_dataset_reads_the_public_folders(self):
+    # The README route: configs/restorect_s1.py:dataset=lol_v2_real with
+    # input.data_dir at the unpacked LOL-v2 download (low/normal names).
+    tree = fx.make_lol_v2_real(self.tmp)
+    config = self._config('dataset=lol_v2_real,runlocal')
+    config.input.data_dir = tree.manual_dir
+    source = _sources().train_source(config, self.tmp)
+    self.assertEqual(source.names, list(tree.expected['train']))
+    self.assertEqual(source.gt_paths,
+                     [gt for _, gt in tree.expected['train'].values()])
+    records = list(_sources().eval_records(config, self.tmp))
+    self.assertEqual([r['name'] for r in records],
+                     list(tree.expected['test']))
 
 
 if __name__ == '__main__':

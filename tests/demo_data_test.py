@@ -1,4 +1,4 @@
-"""Tests for restorect_jax.demo_data (the bundled synthetic demo sets)."""
+"""Tests for restorect_jax.data.demo_data (the bundled synthetic demo sets)."""
 
 import hashlib
 import json
@@ -13,8 +13,8 @@ from absl.testing import absltest
 from absl.testing import parameterized
 from PIL import Image
 
-from restorect_jax import demo_data
-from restorect_jax import input_pipeline
+from restorect_jax.data import demo_data
+from restorect_jax.data import input_pipeline
 
 
 def _sha256(path: str) -> str:
@@ -225,7 +225,7 @@ class RebuildTest(_TmpDirTest):
 
   def test_cli(self):
     out = os.path.join(self.root, 'cli')
-    cmd = [sys.executable, '-m', 'restorect_jax.demo_data', '--out', out,
+    cmd = [sys.executable, '-m', 'restorect_jax.data.demo_data', '--out', out,
            '--size', '32', '--train_crops_per_image', '2', '--seed', '3']
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     res = subprocess.run(
@@ -353,7 +353,7 @@ class DegradationSetTest(_TmpDirTest):
 
   def test_cli_degradation(self):
     out = os.path.join(self.root, 'cli')
-    cmd = [sys.executable, '-m', 'restorect_jax.demo_data', '--out', out,
+    cmd = [sys.executable, '-m', 'restorect_jax.data.demo_data', '--out', out,
            '--size', '32', '--train_crops_per_image', '1',
            '--degradation', 'underwater']
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

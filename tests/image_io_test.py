@@ -1,4 +1,4 @@
-"""Tests for restorect_jax.image_io: decoding, listing and atomic PNG writes."""
+"""Tests for restorect_jax.data.image_io: decoding, listing and atomic PNG writes."""
 
 import os
 import shutil
@@ -11,9 +11,9 @@ from absl.testing import parameterized
 from PIL import Image
 
 import testutil
-from restorect_jax import image_io
-from restorect_jax import input_pipeline
-from restorect_jax import metrics
+from restorect_jax.data import image_io
+from restorect_jax.data import input_pipeline
+from restorect_jax.evaluation import metrics
 
 _ORIENTATION = 0x0112
 
@@ -62,7 +62,7 @@ class ReadTest(_TmpDirTest):
     img = image_io.read_image(path)
     self.assertEqual((img.dtype, img.shape), (np.float32, (6, 9, 3)))
     # Bit-identical to the dataset pipeline's conversion.
-    np.testing.assert_array_equal(img, input_pipeline._to_float(arr))
+    np.testing.assert_array_equal(img, input_pipeline._as_float32(arr))
     np.testing.assert_array_equal(
         img, arr.astype(np.float32) * np.float32(1 / 255)
     )

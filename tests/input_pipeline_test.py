@@ -1,4 +1,4 @@
-"""Tests for restorect_jax.input_pipeline on small generated PNG pairs."""
+"""Tests for restorect_jax.data.input_pipeline on small generated PNG pairs."""
 
 import multiprocessing
 import os
@@ -11,7 +11,7 @@ from absl.testing import parameterized
 from PIL import Image
 
 import testutil
-from restorect_jax import input_pipeline as ip
+from restorect_jax.data import input_pipeline as ip
 
 
 def _save(path: str, arr: np.ndarray, mode: str | None = None) -> str:

@@ -1,4 +1,4 @@
-"""Tests for restorect_jax.iqa (and metrics.ssim_matlab) against goldens.
+"""Tests for restorect_jax.evaluation.iqa (and metrics.ssim_matlab) against goldens.
 
 The expected values in golden/iqa_golden.json were recorded by
 golden/record_iqa.py with independent third-party implementations (its
@@ -25,15 +25,15 @@ from golden import iqa_inputs
 from skimage import color
 from skimage.metrics import structural_similarity
 
-from restorect_jax import iqa
-from restorect_jax import metrics
-from restorect_jax.iqa import _common
-from restorect_jax.iqa import brisque
-from restorect_jax.iqa import fid
-from restorect_jax.iqa import inception
-from restorect_jax.iqa import lpips
-from restorect_jax.iqa import niqe
-from restorect_jax.iqa import underwater
+from restorect_jax.evaluation import iqa
+from restorect_jax.evaluation import metrics
+from restorect_jax.evaluation.iqa import _common
+from restorect_jax.evaluation.iqa import brisque
+from restorect_jax.evaluation.iqa import fid
+from restorect_jax.evaluation.iqa import inception
+from restorect_jax.evaluation.iqa import lpips
+from restorect_jax.evaluation.iqa import niqe
+from restorect_jax.evaluation.iqa import underwater
 
 _GOLDEN = json.loads(
     (pathlib.Path(__file__).parent / 'golden' / 'iqa_golden.json').read_text())

@@ -6,7 +6,7 @@ import numpy as np
 from absl.testing import absltest, parameterized
 from scipy import ndimage
 
-from restorect_jax import irflow_flow as irf
+from restorect_jax.methods.irflow import flow as irf
 
 _SHAPE = (2, 6, 5, 3)  # (B, H, W, C)
 # Every N the spec's oracle check and sweeps cover (spec §5).
@@ -222,6 +222,109 @@ class SamplerTest(parameterized.TestCase):
     self.assertEqual(seen, [[1000], [750], [500], [250]])
     # Exact for the constant velocity it assumes.
     np.testing.assert_allclose(out, gt, atol=2e-6)
+
+
+_SAMPLERS = {'euler': irf.euler_sample, 'heun': irf.heun_sample,
+             'standard_euler': irf.standard_euler_sample}
+
+
+class TracedStepsTest(parameterized.TestCase):
+  """A traced N: the host's schedules, one compiled program for every N."""
+
+  def test_uniform_time_equals_the_host_rounding(self):
+    # uniform_time (int32) against _uniform_time (torch's float64 → float32
+    # → truncate) for every N ≤ 1000 and every i = 0…N.
+    max_n = 1000
+    n = np.arange(1, max_n + 1, dtype=np.int32)[:, None]
+    i = np.arange(max_n + 1, dtype=np.int32)[None, :]
+    got = np.asarray(jax.jit(irf.uniform_time)(i, n))
+    for row in range(max_n):
+      want = [irf._uniform_time(j, row + 1) for j in range(row + 2)]
+      np.testing.assert_array_equal(got[row, :row + 2], want,
+                                    err_msg=f'N={row + 1}')
+    # The documented limit: the first (N, i) where they part.
+    self.assertEqual(irf._uniform_time(27431, 32773), 837)
+    self.assertEqual(int(irf.uniform_time(27431, 32773)), 836)
+
+  def test_reciprocal_rounds_like_the_host(self):
+    # Both sides of the 4096-entry table (beyond it: division, exact on CPU).
+    i = np.arange(1, 5001, dtype=np.int32)
+    got = np.asarray(jax.jit(irf.reciprocal)(i))
+    np.testing.assert_array_equal(
+        got, np.float32([1.0 / k for k in range(1, 5001)]))
+
+  def test_euler_step_equals_the_schedule(self):
+    max_n = 1000
+    n = np.arange(1, max_n + 1, dtype=np.int32)[:, None]
+    j = np.arange(max_n, dtype=np.int32)[None, :]
+    w, k = map(np.asarray, jax.jit(irf.euler_step)(j, n))
+    for row in range(max_n):
+      sched = irf.euler_schedule(row + 1)
+      np.testing.assert_array_equal(k[row, :row + 1], [k for _, k in sched],
+                                    err_msg=f'N={row + 1}')
+      np.testing.assert_array_equal(
+          w[row, :row + 1], np.float32([w for w, _ in sched]),
+          err_msg=f'N={row + 1}')
+
+  def test_uniform_step_equals_the_msc_tables(self):
+    for n in range(1, irf.MSC_MAX_STEPS + 1):
+      w, k = irf.uniform_step(jnp.arange(n), n)
+      np.testing.assert_array_equal(k, irf.MSC_K_TABLE[n, :n])
+      np.testing.assert_array_equal(w, irf.MSC_W_TABLE[n, :n])
+
+  @parameterized.parameters(*_SAMPLERS)
+  def test_traced_equals_unrolled_in_one_program(self, name):
+    # The network runs on the host (pure_callback), so both programs compute
+    # it identically and any difference is the sampler's own arithmetic.
+    # (A jnp network is not enough: XLA constant-folds the unrolled loop's
+    # times and contracts different multiply-adds, a few ulps apart.)
+    sampler = _SAMPLERS[name]
+    lq, _ = _images()
+    w = np.asarray(_init_params()['w'])
+    def host(x, k):
+      t = np.float32(k[0]) / np.float32(1000)
+      return (np.tanh(x @ w) + t * x).astype(np.float32)
+    def f(x, k):
+      return jax.pure_callback(
+          host, jax.ShapeDtypeStruct(x.shape, x.dtype), x, k)
+    traces = []
+    def traced(x, n):
+      traces.append(1)
+      return sampler(f, x, n)
+    run = jax.jit(traced)
+    unrolled = jax.jit(lambda x, n: sampler(f, x, n), static_argnums=1)
+    for n in (*range(1, 13), 19, 20, 50):
+      np.testing.assert_array_equal(run(lq, jnp.int32(n)), unrolled(lq, n),
+                                    err_msg=f'{name} N={n}')
+    self.assertLen(traces, 1)
+    self.assertEqual(run._cache_size(), 1)
+
+  def test_traced_samplers_feed_the_host_times(self):
+    def recorder():
+      seen = []
+      def f(x, k):
+        jax.debug.callback(lambda kk: seen.append(int(kk[0])), k,
+                           ordered=True)
+        return jnp.zeros_like(x)
+      return f, seen
+    x = jnp.zeros((1, 2, 2, 1))
+    heun_times = {1: [1000], 2: [1000, 550, 450],
+                  3: [1000, 666, 666, 333, 333, 0]}
+    for name, ns in (('euler', (1, 2, 3, 4, 6, 19)), ('heun', (1, 2, 3)),
+                     ('standard_euler', (4, 19))):
+      f, seen = recorder()
+      run = jax.jit(lambda x, n, s=_SAMPLERS[name], f=f: s(f, x, n))
+      for n in ns:
+        seen.clear()
+        run(x, jnp.int32(n))
+        jax.effects_barrier()
+        if name == 'heun':
+          want = heun_times[n]
+        elif name == 'euler':
+          want = [k for _, k in irf.euler_schedule(n)]
+        else:
+          want = [irf._uniform_time(i, n) for i in range(n, 0, -1)]
+        self.assertEqual(seen, want, f'{name} N={n}')
 
 
 class MatchingLossTest(absltest.TestCase):

@@ -17,7 +17,7 @@ from absl.testing import absltest
 import jax
 import numpy as np
 
-from restorect_jax import checkpoint_io
+from restorect_jax.core import checkpoint_io
 from restorect_jax import convert
 from restorect_jax.models import Model
 from restorect_jax.models.irflow_unet import ConditionalUNet

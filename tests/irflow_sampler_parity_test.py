@@ -2,7 +2,7 @@
 
 The fixtures run the verbatim ``IRSDE.reverse_ode`` / ``noise_fn`` /
 ``MatchingLoss`` with a ConditionalUNet of width 4; here the same weights go
-through the converter and ``restorect_jax.irflow_flow`` drives the Flax net.
+through the converter and ``restorect_jax.methods.irflow.flow`` drives the Flax net.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from restorect_jax import convert
-from restorect_jax import irflow_flow
+from restorect_jax.methods.irflow import flow as irflow_flow
 from restorect_jax import steps as steps_lib
 from restorect_jax.models import Model
 import testutil

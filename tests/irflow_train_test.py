@@ -13,11 +13,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from restorect_jax import optim
+from restorect_jax.core import optim
 from restorect_jax import predictors
 from restorect_jax import steps as steps_lib
 from restorect_jax import train
-from restorect_jax.train_state import TrainState
+from restorect_jax.core.train_state import TrainState
 import testutil
 
 sys.path.insert(0, str(testutil.REPO))

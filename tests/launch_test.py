@@ -214,12 +214,12 @@ class BenchmarkScriptsTest(absltest.TestCase):
     out = os.path.join(tmp, 'parts.json')
     res = self._bench('parts_bench', '--smoke', '--mode=fwd_bwd',
                       '--threads=1', '--parts=DecomNet,block encoder_level1',
-                      '--depthwise=custom_vjp', f'--json_out={out}')
+                      '--depthwise=shifted_vjp', f'--json_out={out}')
     self.assertEqual(res.returncode, 0, res.stderr[-3000:])
     self.assertIn('| part | count | JAX ms ×count |', res.stdout)
     with open(out) as f:
       result = json.load(f)
-    self.assertEqual(result['machine']['depthwise'], 'custom_vjp')
+    self.assertEqual(result['machine']['depthwise'], 'shifted_vjp')
     self.assertEqual([r['row'].split(' (')[0] for r in result['rows']],
                      ['DecomNet', 'block encoder_level1'])
     for r in result['rows']:

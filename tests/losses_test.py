@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from restorect_jax import losses
+from restorect_jax.methods.restorect import losses
 
 _SHARED = Path(os.environ.get(
     'RESTORECT_SHARED', Path(__file__).resolve().parents[2] / 'shared'))

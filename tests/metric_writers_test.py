@@ -1,4 +1,4 @@
-"""Tests for restorect_jax.metric_writers (no TensorFlow involved)."""
+"""Tests for restorect_jax.core.metric_writers (no TensorFlow involved)."""
 
 import contextlib
 import glob
@@ -15,8 +15,8 @@ import numpy as np
 from absl.testing import absltest
 from PIL import Image
 
-from restorect_jax import metric_writers
-from restorect_jax import metrics
+from restorect_jax.core import metric_writers
+from restorect_jax.evaluation import metrics
 
 
 def _read_events(logdir):

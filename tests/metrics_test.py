@@ -1,4 +1,4 @@
-"""Tests for restorect_jax.metrics against scikit-image and hand values.
+"""Tests for restorect_jax.evaluation.metrics against scikit-image and hand values.
 
 scikit-image is the independent reference: its PSNR is the same formula, so
 it must agree exactly; its SSIM filters with 'reflect' padding to a same-size
@@ -16,7 +16,7 @@ from skimage import data
 from skimage.metrics import peak_signal_noise_ratio
 from skimage.metrics import structural_similarity
 
-from restorect_jax import metrics
+from restorect_jax.evaluation import metrics
 
 _SSIM_KW = dict(gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
                 data_range=255)

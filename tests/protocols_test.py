@@ -1,4 +1,4 @@
-"""Tests for restorect_jax.protocols: each protocol on hand-made pairs.
+"""Tests for restorect_jax.evaluation.protocols: each protocol on hand-made pairs.
 
 Expected numbers are worked out in the test from the definitions (constant
 colour images make PSNR and SSIM closed-form: SSIM of two constant images is
@@ -12,7 +12,7 @@ import numpy as np
 from absl.testing import absltest, parameterized
 from skimage.metrics import structural_similarity
 
-from restorect_jax import protocols
+from restorect_jax.evaluation import protocols
 
 _C1 = (0.01 * 255) ** 2
 _NAMES = ('standard', 'y_channel', 'gt_mean_retinexformer', 'gt_mean_cidnet',

@@ -1,4 +1,4 @@
-"""Tests for restorect_jax.reporting: CSV, summary, JSON, manifest, plot."""
+"""Tests for restorect_jax.evaluation.reporting: CSV, summary, JSON, manifest, plot."""
 
 import hashlib
 import json
@@ -11,7 +11,7 @@ import numpy as np
 from absl.testing import absltest
 from PIL import Image
 
-from restorect_jax import protocols, reporting
+from restorect_jax.evaluation import protocols, reporting
 
 Row = reporting.Row
 

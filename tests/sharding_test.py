@@ -32,11 +32,11 @@ import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
 import numpy as np
 
-from restorect_jax import checkpointing
-from restorect_jax import sharding
+from restorect_jax.core import checkpointing
+from restorect_jax.core import sharding
 from restorect_jax import steps as steps_lib
 from restorect_jax import train
-from restorect_jax.train_state import TrainState
+from restorect_jax.core.train_state import TrainState
 import testutil
 
 sys.path.insert(0, str(testutil.REPO))

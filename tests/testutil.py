@@ -75,3 +75,49 @@ def write_png16(path: str, arr: np.ndarray) -> str:
     f.write(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', ihdr))
     f.write(chunk(b'IDAT', zlib.compress(raw)) + chunk(b'IEND', b''))
   return path
+
+
+def method_setup(config, frozen=None, *, teacher_params=None, mesh=None,
+                 state_sharding=None, donate=False, compiler_options=None):
+  """What ``train.train_and_evaluate`` builds, for tests of the pieces.
+
+  Args:
+    config: a run config (``config.method`` picks the method).
+    frozen: frozen nets; default: seeded random DecomNets for RestoRect
+      (plus ``teacher_params`` as the S2 teacher), nothing for IR-Flow.
+    teacher_params: the S2 teacher's params (default: a fresh teacher).
+    mesh, state_sharding, donate, compiler_options: for the jitted steps
+      (``core.train_step.jit_phases``).
+
+  Returns:
+    A namespace with ``method``, ``models`` (evaluation), ``train_models``,
+    ``frozen``, ``params``, ``tx``, ``schedules``, ``phases`` (pure) and
+    ``steps`` (jitted, by phase name).
+  """
+  import types  # pylint: disable=g-import-not-at-top
+  from restorect_jax import methods  # pylint: disable=g-import-not-at-top
+  from restorect_jax.core import train_step  # pylint: disable=g-import-not-at-top
+  from restorect_jax.methods.restorect import method as rm  # pylint: disable=g-import-not-at-top
+  method = methods.for_config(config)
+  models = method.models(config)
+  train_models = method.models(config, training=True)
+  if frozen is None:
+    frozen = {}
+    if method.name == 'restorect':
+      frozen = {'decom_low': rm.load_decom('', 1, 'low'),
+                'decom_high': rm.load_decom('', 2, 'high')}
+      if config.stage == 's2':
+        if teacher_params is None:
+          t_cfg = config.copy_and_resolve_references()
+          t_cfg.stage = 's1'
+          teacher_params = method.init(t_cfg, models, frozen)['model']
+        frozen['teacher'] = teacher_params
+  params = method.init(config, models, frozen)
+  tx, schedules = method.optimizers(config, params)
+  phases = method.phases(config, train_models, schedules)
+  steps = train_step.jit_phases(phases, mesh=mesh,
+                                state_sharding=state_sharding, donate=donate,
+                                compiler_options=compiler_options)
+  return types.SimpleNamespace(
+      method=method, models=models, train_models=train_models, frozen=frozen,
+      params=params, tx=tx, schedules=schedules, phases=phases, steps=steps)

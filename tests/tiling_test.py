@@ -1,4 +1,4 @@
-"""Tests for restorect_jax.tiling: padding, buckets, tiles and the ensemble."""
+"""Tests for restorect_jax.inference.tiling: padding, buckets, tiles and the ensemble."""
 
 import itertools
 import json
@@ -13,8 +13,8 @@ import numpy as np
 from absl.testing import absltest
 from absl.testing import parameterized
 
-from restorect_jax import input_pipeline
-from restorect_jax import tiling
+from restorect_jax.data import input_pipeline
+from restorect_jax.inference import tiling
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -326,7 +326,7 @@ class RestoreTiledTest(parameterized.TestCase):
     script = textwrap.dedent("""
         import json, re, time, tracemalloc
         import jax, jax.numpy as jnp, numpy as np
-        from restorect_jax import tiling
+        from restorect_jax.inference import tiling
 
         def status(key):
           with open('/proc/self/status') as f:

@@ -27,9 +27,9 @@ import torch
 
 from restorect_jax import config_lib
 from restorect_jax import convert
-from restorect_jax import flow
-from restorect_jax import irflow_flow
-from restorect_jax import losses as jax_losses
+from restorect_jax.methods.restorect import flow
+from restorect_jax.methods.irflow import flow as irflow_flow
+from restorect_jax.methods.restorect import losses as jax_losses
 from restorect_jax import steps as steps_lib
 from restorect_jax import torch_twin
 from restorect_jax.models import Model

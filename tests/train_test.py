@@ -13,7 +13,7 @@ import numpy as np
 
 from restorect_jax import steps as steps_lib
 from restorect_jax import train
-from restorect_jax.train_state import TrainState
+from restorect_jax.core.train_state import TrainState
 import testutil
 
 sys.path.insert(0, str(testutil.REPO))
@@ -253,7 +253,7 @@ class LossDecreaseTest(absltest.TestCase):
 class ScheduleTest(absltest.TestCase):
 
   def test_cosine_restart_cyclic(self):
-    from restorect_jax import optim  # pylint: disable=g-import-not-at-top
+    from restorect_jax.core import optim  # pylint: disable=g-import-not-at-top
     f = optim.cosine_restart_cyclic(2e-4, [92_000, 208_000], [1, 1],
                                     [2.55e-4, 1e-6])
     self.assertAlmostEqual(float(f(0)), 2e-4, places=10)

@@ -1,7 +1,12 @@
-"""TFDS builders for the RestoRect and IR-Flow benchmarks (nothing downloads).
+"""Dataset layouts and TFDS builders for RestoRect and IR-Flow (no download).
 
-Each builder reads a local folder laid out as the public download unpacks
-(``BUILDERS[name].TREE``), writes lossless ``array_record`` records and a
+:mod:`~restorect_jax.datasets.registry` is the one table of dataset
+layouts: every dataset name a config or CLI accepts (:func:`names`) has a
+:class:`Layout` (split folders under a data dir laid out as the public
+download unpacks, pairing rule, eval split, synthetic noise σ), and
+:func:`folder_source` reads a split straight from those folders as a grain
+source. Each builder reads the same folders (``BUILDERS[name].TREE``) with
+the same pairing code, writes lossless ``array_record`` records and a
 metadata file with the split names and hashes; :func:`data_source` reads a
 prepared split back as a random-access source for grain and
 ``input_pipeline.train_dataset`` / ``eval_dataset``. Importing this package
@@ -9,43 +14,50 @@ needs neither TensorFlow nor network access.
 
 Example::
 
-  from restorect_jax import datasets, input_pipeline
+  from restorect_jax import datasets
+  from restorect_jax.data import input_pipeline
+  # Straight from the unpacked download:
+  train = datasets.folder_source('lol_v2_real', '/data/LOL-v2', 'train')
+  # Or prepared once as records:
   datasets.prepare('lol_v1', manual_dir='/data/LOLdataset',
                    data_dir='/data/tfds')
   train = datasets.data_source('lol_v1', 'train', '/data/tfds')
   ds = input_pipeline.train_dataset(train, patch_size=128, batch_size=8,
                                     seed=0)
 
-Names: ``lol_v1``, ``lol_v2_real``, ``lol_v2_syn``, ``lol_blur``,
+Builder names: ``lol_v1``, ``lol_v2_real``, ``lol_v2_syn``, ``lol_blur``,
 ``sid_sony``, ``sice``, ``baid``, ``uieb`` (configs ``restorect``, ``t90``),
 ``lsui``, ``fivek``, ``unpaired_llie`` (configs ``dicm``, ``lime``, ``mef``,
 ``npe``, ``vv``), ``fundus``, ``rain100l``, ``raindrop`` (configs
 ``default``, ``with_test_b``), ``denoise``. A config is selected as
-``'name/config'``; without one the first config is used.
+``'name/config'``; without one the first config is used. Layout-only names
+(no builder): ``derain`` (= ``rain100l``), ``dehaze``, ``deblur``, ``sr``,
+``demo``, ``demo_denoise``.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from absl import logging
 import tensorflow_datasets as tfds
 
-from restorect_jax.datasets import backlit
 from restorect_jax.datasets import base
-from restorect_jax.datasets import fivek
 from restorect_jax.datasets import folders
-from restorect_jax.datasets import irflow_sets
-from restorect_jax.datasets import lol
-from restorect_jax.datasets import sice
-from restorect_jax.datasets import sid
+from restorect_jax.datasets import registry
 from restorect_jax.datasets import source
 from restorect_jax.datasets import splits
-from restorect_jax.datasets import uie
-from restorect_jax.datasets import unpaired
 from restorect_jax.datasets.folders import ManualDirError
 from restorect_jax.datasets.folders import SplitMismatchError
+from restorect_jax.datasets.registry import BUILDERS
+from restorect_jax.datasets.registry import FileSource
+from restorect_jax.datasets.registry import Layout
+from restorect_jax.datasets.registry import builder
+from restorect_jax.datasets.registry import folder_source
+from restorect_jax.datasets.registry import layout
+from restorect_jax.datasets.registry import names
+from restorect_jax.datasets.registry import pair_dirs
+from restorect_jax.datasets.registry import paired_files
 from restorect_jax.datasets.source import KNOWN_OVERLAPS
 from restorect_jax.datasets.source import DatasetOverlapWarning
 from restorect_jax.datasets.source import RecordSource
@@ -53,47 +65,13 @@ from restorect_jax.datasets.source import check_overlap
 from restorect_jax.datasets.source import find_overlaps
 from restorect_jax.datasets.splits import SplitHashError
 
-BUILDERS: dict[str, type[base.RestorationBuilder]] = {
-    cls.name: cls for cls in (
-        lol.LolV1, lol.LolV2Real, lol.LolV2Syn, lol.LolBlur, sid.SidSony,
-        sice.Sice, backlit.Baid, uie.Uieb, uie.Lsui, fivek.Fivek,
-        unpaired.UnpairedLlie, unpaired.Fundus, irflow_sets.Rain100l,
-        irflow_sets.Raindrop, irflow_sets.Denoise)
-}
-
 __all__ = [
-    'BUILDERS', 'DatasetOverlapWarning', 'KNOWN_OVERLAPS', 'ManualDirError',
-    'RecordSource', 'SplitHashError', 'SplitMismatchError', 'builder',
-    'check_overlap', 'data_source', 'find_overlaps', 'is_prepared',
-    'prepare', 'splits',
+    'BUILDERS', 'DatasetOverlapWarning', 'FileSource', 'KNOWN_OVERLAPS',
+    'Layout', 'ManualDirError', 'RecordSource', 'SplitHashError',
+    'SplitMismatchError', 'builder', 'check_overlap', 'data_source',
+    'find_overlaps', 'folder_source', 'is_prepared', 'layout', 'names',
+    'pair_dirs', 'paired_files', 'prepare', 'registry', 'splits',
 ]
-
-
-def _parse(name: str) -> tuple[type[base.RestorationBuilder], str | None]:
-  builder_name, _, config = name.partition('/')
-  if builder_name not in BUILDERS:
-    raise ValueError(f'Unknown dataset {builder_name!r}; known: '
-                     f'{sorted(BUILDERS)}.')
-  cls = BUILDERS[builder_name]
-  configs = [c.name for c in (cls.BUILDER_CONFIGS or [])]
-  if config and config not in configs:
-    raise ValueError(f'{builder_name} has no config {config!r}; configs: '
-                     f'{configs or "none"}.')
-  if not config and configs:
-    config = configs[0]
-  return cls, config or None
-
-
-def builder(name: str, data_dir: str | os.PathLike[str] | None = None
-            ) -> base.RestorationBuilder:
-  """The builder of ``'name'`` or ``'name/config'`` rooted at ``data_dir``."""
-  cls, config = _parse(name)
-  kwargs: dict[str, Any] = dict(file_format='array_record')
-  if data_dir is not None:
-    kwargs['data_dir'] = os.fspath(data_dir)
-  if config:
-    kwargs['config'] = config
-  return cls(**kwargs)
 
 
 def is_prepared(name: str, data_dir: str | os.PathLike[str] | None = None

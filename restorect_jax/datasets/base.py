@@ -2,7 +2,7 @@
 
 Every builder reads a local folder laid out as the public download unpacks
 (its ``TREE``), pairs files by name, decodes each image with
-:func:`restorect_jax.image_io.read_image_uint8` and stores it losslessly as
+:func:`restorect_jax.data.image_io.read_image_uint8` and stores it losslessly as
 PNG, so a record's pixels equal the decoded file. Records are written in a
 fixed order (``disable_shuffling``): sorted by record name unless a list
 file fixes the order. Output is ``array_record``, read with
@@ -23,8 +23,9 @@ Bad input never shrinks a split silently; at prepare time it raises:
   listing the names;
 * a folder whose names differ from a shipped split list →
   :class:`folders.SplitMismatchError` listing missing and extra names;
-* corrupt or truncated files → :class:`restorect_jax.image_io.ImageReadError`
-  naming the file; an lq/gt size mismatch → ``ValueError`` naming both.
+* corrupt or truncated files →
+  :class:`restorect_jax.data.image_io.ImageReadError` naming the file; an
+  lq/gt size mismatch → ``ValueError`` naming both.
 
 Documented conversions (done by ``image_io``, recorded per file in the
 metadata's ``conversions`` and logged): grayscale → RGB by repetition, alpha
@@ -46,7 +47,7 @@ import hashlib
 import inspect
 import io
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from absl import logging
@@ -55,7 +56,7 @@ import numpy as np
 from PIL import Image
 import tensorflow_datasets as tfds
 
-from restorect_jax import image_io
+from restorect_jax.data import image_io
 from restorect_jax.datasets import folders
 from restorect_jax.datasets import splits as splits_lib
 from restorect_jax.datasets.folders import Example
@@ -161,9 +162,48 @@ class RestorationBuilder(tfds.core.GeneratorBasedBuilder,
   def _extra_metadata(self) -> dict[str, Any]:
     return dict(self.EXTRA_METADATA)
 
+  def _split_specs(self) -> Mapping[str, FolderSplit]:
+    """``{split: FolderSplit}``: folders and pairing rule of each split."""
+    raise NotImplementedError
+
   def _examples(self, root: str) -> dict[str, list[Example]]:
     """``{split: examples in record order}`` from the manual folder."""
     raise NotImplementedError
+
+  # -- layout (read by restorect_jax.datasets.registry) -----------------------
+
+  def split_specs(self) -> dict[str, FolderSplit]:
+    """Each split's folders, relative to the manual folder, and its rule.
+
+    ``FolderSplit.key`` names the pairing rule: a file-name key of
+    :data:`folders.KEYS` or a builder rule of :data:`folders.RULES`.
+    """
+    return dict(self._split_specs())
+
+  def split_files(self, split: str) -> tuple[str, ...]:
+    """Files (not folders) that ``split`` needs, relative to the root."""
+    del split
+    return ()
+
+  def split_examples(self, root: str, split: str) -> list[Example]:
+    """One split's examples in record order, read from the folder ``root``.
+
+    The same pairing as :meth:`_examples` (the one used by ``prepare``);
+    builders whose splits are independent read only that split's folders.
+
+    Raises:
+      ValueError: ``split`` is not a split of this builder, or the files
+        do not pair (see the module docstring).
+      ManualDirError: a folder the split needs is missing.
+    """
+    self._check_split(split)
+    return self._examples(os.fspath(root))[split]
+
+  def _check_split(self, split: str) -> None:
+    specs = self.split_specs()
+    if split not in specs:
+      raise ValueError(f'{self.name} has no split {split!r}; splits: '
+                       f'{", ".join(specs)}.')
 
   # -- tfds -------------------------------------------------------------------
 
@@ -258,21 +298,62 @@ class RestorationBuilder(tfds.core.GeneratorBasedBuilder,
 
 @dataclasses.dataclass(frozen=True)
 class FolderSplit:
-  """Where one split lives under the manual folder.
+  """Where one split lives under the manual folder, and how files pair.
 
   Attributes:
     lq: relative folder of inputs (alternatives: a tuple, first existing
       wins), or None for ``'clean'`` sets.
     gt: relative folder of ground truths, or None for ``'unpaired'`` sets.
-    key: pairing key of a file name.
+    key: name of the pairing rule: a file-name key of
+      :data:`folders.KEYS` (``'stem'``, ``'low_normal_prefix'``, ...) for
+      two folders; for one folder ``'same_file'`` (clean) or ``'lq_only'``
+      (unpaired); builders with their own rule name it from
+      :data:`folders.RULES`.
     names_file: shipped split list the record names must equal (its order
       becomes the record order).
   """
 
   lq: str | tuple[str, ...] | None
   gt: str | tuple[str, ...] | None
-  key: Callable[[str], str] = folders.stem_key
+  key: str = 'stem'
   names_file: str | None = None
+
+  def folders(self) -> dict[str, str | tuple[str, ...]]:
+    """``{role: relative folder or alternatives}`` of the roles present."""
+    return {r: getattr(self, r) for r in ('lq', 'gt')
+            if getattr(self, r) is not None}
+
+
+def folder_split_examples(root: str, spec: FolderSplit, tree: str,
+                          where: str) -> list[Example]:
+  """The examples of one folder split under ``root``, in record order.
+
+  The one implementation of folder pairing: :class:`FolderBuilder` (for
+  ``prepare``) and the registry (reading folders directly) both call it.
+
+  Args:
+    root: the unpacked download (manual folder / data dir).
+    spec: the split's folders and rule.
+    tree: the expected tree, shown when a folder is missing.
+    where: label for a split-list mismatch (``'lol_v1 split test'``).
+
+  Returns:
+    Examples sorted by record name, or in the split list's order.
+  """
+  d = {r: folders.require_dir(root, rel, tree)
+       for r, rel in spec.folders().items()}
+  if len(d) == 2:
+    examples = folders.pair_folders(d['lq'], d['gt'],
+                                    key=folders.pairing_key(spec.key))
+  else:
+    (role, folder), = d.items()
+    examples = folders.single_folder(folder, role)
+  if spec.names_file:
+    listed = splits_lib.read_split_file(spec.names_file)
+    examples = folders.order_by_list(
+        examples, listed, f'{where} ({next(iter(d.values()))})',
+        spec.names_file)
+  return examples
 
 
 class FolderBuilder(RestorationBuilder, skip_registration=True):
@@ -292,28 +373,19 @@ class FolderBuilder(RestorationBuilder, skip_registration=True):
                       os.path.join(splits_lib.SPLITS_DIR, spec.names_file)))
     return info
 
+  def split_examples(self, root: str, split: str) -> list[Example]:
+    self._check_split(split)
+    return folder_split_examples(
+        os.fspath(root), self._split_specs()[split], self.expected_tree(),
+        f'{self.name} split {split!r}')
+
   def _examples(self, root: str) -> dict[str, list[Example]]:
     tree = self.expected_tree()
     folders.check_root(root, tree)
     self._folders = {}
-    dirs = {}
     for split, spec in self._split_specs().items():  # Check every folder first.
-      dirs[split] = {r: folders.require_dir(root, getattr(spec, r), tree)
-                     for r in ('lq', 'gt') if getattr(spec, r) is not None}
-      self._folders[split] = {r: os.path.relpath(d, root)
-                              for r, d in dirs[split].items()}
-    out = {}
-    for split, spec in self._split_specs().items():
-      d = dirs[split]
-      if 'lq' in d and 'gt' in d:
-        examples = folders.pair_folders(d['lq'], d['gt'], key=spec.key)
-      else:
-        (role, folder), = d.items()
-        examples = folders.single_folder(folder, role)
-      if spec.names_file:
-        listed = splits_lib.read_split_file(spec.names_file)
-        where = f'{self.name} split {split!r} ({next(iter(d.values()))})'
-        examples = folders.order_by_list(examples, listed, where,
-                                         spec.names_file)
-      out[split] = examples
-    return out
+      self._folders[split] = {
+          r: os.path.relpath(folders.require_dir(root, rel, tree), root)
+          for r, rel in spec.folders().items()}
+    return {split: self.split_examples(root, split)
+            for split in self._split_specs()}

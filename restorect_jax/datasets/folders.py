@@ -1,9 +1,12 @@
-"""Folder checks and file pairing shared by the dataset builders.
+"""Folder checks and file pairing shared by the builders and the registry.
 
 Files pair by a key computed from the file name (the stem, the part before
-the first ``_``, or the stem without a role prefix such as ``low`` /
-``normal``). Listing, the two basic keys and the error name lists reuse
-``input_pipeline``'s helpers, so builders and
+the first ``_``, the stem without a role prefix such as ``low`` /
+``normal``, or without a suffix such as DIV2K's ``x4``). The keys have names
+(:data:`KEYS`, used by ``base.FolderSplit.key`` and
+:mod:`restorect_jax.datasets.registry`), so one implementation serves both
+``prepare`` and reading the folders directly. Listing, the two basic keys
+and the error name lists reuse ``input_pipeline``'s helpers, so builders and
 ``input_pipeline.PairedFolderSource`` see the same files. Every problem is an
 error naming the files: a missing folder (:class:`ManualDirError`, with the
 expected tree), files without a partner, two files with one key, or a folder
@@ -17,7 +20,7 @@ import os
 import re
 from collections.abc import Callable, Sequence
 
-from restorect_jax import input_pipeline
+from restorect_jax.data import input_pipeline
 
 # input_pipeline's helpers, reused so both read folders alike.
 list_images = input_pipeline.list_images
@@ -33,14 +36,29 @@ class SplitMismatchError(ValueError):
   """A folder's record names differ from the shipped split list."""
 
 
-def _hint(root: str, rel: str) -> str:
-  """Suggests a child of ``root`` that holds ``rel`` (a zip's top folder)."""
+def hint(root: str, rel: str) -> str:
+  """Suggests the folder that holds ``rel``: a child or the parent of root.
+
+  A child: the zip's top folder was not passed (``LOL-v2/`` holds
+  ``Real_captured/...``). The parent: a folder inside the tree was passed
+  (``rel`` = ``Real_captured/Train/Low`` but ``root`` is ``Real_captured``).
+  """
   if not os.path.isdir(root):
     return ''
   for child in sorted(os.listdir(root)):
     if os.path.isdir(os.path.join(root, child, rel)):
       return (f' Found it under {os.path.join(root, child)}: pass that '
-              'folder as the manual dir.')
+              'folder instead.')
+  root = os.path.abspath(root)
+  parts = rel.split('/')
+  top = root
+  for depth in range(1, len(parts)):
+    top = os.path.dirname(top)
+    inner = os.path.relpath(root, top).replace(os.sep, '/')
+    if (inner == '/'.join(parts[:depth]) and
+        os.path.isdir(os.path.join(top, rel))):
+      return (f' {root} is the {inner!r} folder inside the tree: pass '
+              f'{top} instead.')
   return ''
 
 
@@ -73,7 +91,7 @@ def require_dir(root: str, rel: str | Sequence[str], tree: str) -> str:
   what = ' or '.join(repr(a) for a in alternatives)
   raise ManualDirError(
       f'Missing sub-folder {what} in manual folder {root}.'
-      f'{_hint(root, alternatives[0])} Expected this tree:\n{tree}')
+      f'{hint(root, alternatives[0])} Expected this tree:\n{tree}')
 
 
 def subfolders(folder: str) -> list[str]:
@@ -114,6 +132,61 @@ def role_prefix_key(*prefixes: str) -> Callable[[str], str]:
     return pattern.sub('', stem_key(name), count=1)
 
   return key
+
+
+def role_suffix_key(*suffixes: str) -> Callable[[str], str]:
+  """Pairing key that strips a trailing role word from the stem.
+
+  E.g. ``role_suffix_key('x4')`` pairs DIV2K's ``0001x4.png`` (LR) with
+  ``0001.png`` (HR). Longer suffixes are tried first; a stem without any
+  suffix is its own key.
+
+  Args:
+    *suffixes: role words, matched case-sensitively at the end.
+
+  Returns:
+    The key function.
+  """
+  pattern = re.compile(
+      '(?:' + '|'.join(re.escape(p) for p in
+                       sorted(suffixes, key=len, reverse=True)) + ')$')
+
+  def key(name: str) -> str:
+    return pattern.sub('', stem_key(name), count=1)
+
+  return key
+
+
+# Pairing rules by name (``base.FolderSplit.key``, ``registry.Layout``).
+# File-name keys pair the files of two folders:
+KEYS: dict[str, Callable[[str], str]] = {
+    # 1.png <-> 1.png (or 1.jpg): LOL-v1, LOL-v2-Synthetic, most sets.
+    'stem': stem_key,
+    # 0_rain.png <-> 0_clean.png: RainDrop; evaluate --prefix_match.
+    'underscore_prefix': underscore_prefix_key,
+    # low00001.png <-> normal00001.png: LOL-v2 Real_captured.
+    'low_normal_prefix': role_prefix_key('low', 'normal'),
+    # rain-001.png <-> norain-001.png: Rain100L (JORDER names).
+    'rain_prefix': role_prefix_key('norain-', 'rain-', 'norain', 'rain'),
+    # 0001x4.png <-> 0001.png: DIV2K LR / HR.
+    'x4_suffix': role_suffix_key('x4'),
+}
+# Rules that are not a key of one file name (a builder implements them):
+RULES = {
+    'same_file': 'clean images only: lq is the gt file, noise is added later',
+    'lq_only': 'inputs only, no ground truth',
+    'video_frame': '<video>/<frame> in both folders, record <video>_<frame>',
+    'scene_label': 'every exposure in <scene>/ with the label <scene>.*',
+    'sony_list': 'the Sony list file names the short and long exposure',
+}
+
+
+def pairing_key(rule: str) -> Callable[[str], str]:
+  """The key function of a named file-name rule (:data:`KEYS`)."""
+  if rule not in KEYS:
+    raise ValueError(f'Unknown pairing rule {rule!r}; file-name rules: '
+                     f'{", ".join(sorted(KEYS))}.')
+  return KEYS[rule]
 
 
 @dataclasses.dataclass(frozen=True)

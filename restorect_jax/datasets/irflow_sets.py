@@ -27,7 +27,6 @@ from __future__ import annotations
 import tensorflow_datasets as tfds
 
 from restorect_jax.datasets import base
-from restorect_jax.datasets import folders
 
 _RAIN100L_TREE = """\
 RainL/                      <- --manual_dir
@@ -62,10 +61,9 @@ class Rain100l(base.FolderBuilder):
               'JORDER-E-Deep-Image-Deraining-TPAMI-2019-Journal')
   SPLIT_RULE = ('train = trainL/{LQ,GT}, test = testL/{LQ,GT}; pairing key '
                 'drops a leading rain-/norain-')
-  _KEY = folders.role_prefix_key('norain-', 'rain-', 'norain', 'rain')
   SPLITS = {
-      'train': base.FolderSplit('trainL/LQ', 'trainL/GT', key=_KEY),
-      'test': base.FolderSplit('testL/LQ', 'testL/GT', key=_KEY),
+      'train': base.FolderSplit('trainL/LQ', 'trainL/GT', key='rain_prefix'),
+      'test': base.FolderSplit('testL/LQ', 'testL/GT', key='rain_prefix'),
   }
 
 
@@ -89,7 +87,7 @@ class Raindrop(base.FolderBuilder):
     if self.builder_config.name == 'with_test_b':
       splits.append('test_b')
     return {s: base.FolderSplit(f'{s}/data', f'{s}/gt',
-                                key=folders.underscore_prefix_key)
+                                key='underscore_prefix')
             for s in splits}
 
 
@@ -110,6 +108,6 @@ class Denoise(base.FolderBuilder):
       }
   }
   SPLITS = {
-      'train': base.FolderSplit(None, 'train/DFWB'),
-      'test': base.FolderSplit(None, 'test/CBSD68'),
+      'train': base.FolderSplit(None, 'train/DFWB', key='same_file'),
+      'test': base.FolderSplit(None, 'test/CBSD68', key='same_file'),
   }

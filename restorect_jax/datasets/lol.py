@@ -70,9 +70,6 @@ class LolV1(base.FolderBuilder):
   }
 
 
-_V2_REAL_KEY = folders.role_prefix_key('low', 'normal')
-
-
 class LolV2Real(base.FolderBuilder):
   """LOL-v2 Real_captured: 689 train / 100 test pairs (low ↔ normal)."""
 
@@ -85,10 +82,10 @@ class LolV2Real(base.FolderBuilder):
   SPLITS = {
       'train': base.FolderSplit('Real_captured/Train/Low',
                                 'Real_captured/Train/Normal',
-                                key=_V2_REAL_KEY),
+                                key='low_normal_prefix'),
       'test': base.FolderSplit('Real_captured/Test/Low',
                                'Real_captured/Test/Normal',
-                               key=_V2_REAL_KEY,
+                               key='low_normal_prefix',
                                names_file='lol_v2_real_test.txt'),
   }
 
@@ -117,13 +114,26 @@ class LolBlur(base.RestorationBuilder):
                 'name with high_sharp_scaled/<video>; record name '
                 '<video>_<frame>')
 
+  def _split_specs(self) -> dict[str, base.FolderSplit]:
+    return {split: base.FolderSplit(f'{split}/low_blur',
+                                    f'{split}/high_sharp_scaled',
+                                    key='video_frame')
+            for split in ('train', 'test')}
+
+  def split_examples(self, root: str,
+                     split: str) -> list[folders.Example]:
+    self._check_split(split)
+    spec = self._split_specs()[split]
+    return _video_pairs(folders.require_dir(root, spec.lq, self.TREE),
+                        folders.require_dir(root, spec.gt, self.TREE))
+
   def _examples(self, root: str) -> dict[str, list[folders.Example]]:
     folders.check_root(root, self.TREE)
-    dirs = {split: (folders.require_dir(root, f'{split}/low_blur', self.TREE),
-                    folders.require_dir(root, f'{split}/high_sharp_scaled',
-                                     self.TREE))
-            for split in ('train', 'test')}
-    return {split: _video_pairs(*d) for split, d in dirs.items()}
+    for spec in self._split_specs().values():  # Check every folder first.
+      for rel in spec.folders().values():
+        folders.require_dir(root, rel, self.TREE)
+    return {split: self.split_examples(root, split)
+            for split in self._split_specs()}
 
 
 def _video_pairs(lq_root: str, gt_root: str) -> list[folders.Example]:

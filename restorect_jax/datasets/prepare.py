@@ -7,6 +7,12 @@ Usage::
   python -m restorect_jax.datasets.prepare --dataset=uieb/t90 \
       --manual_dir=/data/UIEB --data_dir=/data/tfds
   python -m restorect_jax.datasets.prepare --dataset=sice --show_tree
+  python -m restorect_jax.datasets.prepare --dataset=dehaze --show_tree
+
+``--dataset`` takes every registry name (``datasets.names()``); names
+without a builder (``dehaze``, ``deblur``, ``sr``, ``demo``,
+``demo_denoise``) only print their tree, and ``derain`` prepares
+``rain100l``.
 
 Prints each split's record count and name-list SHA-256 (record them with
 your results), the files converted to 8-bit RGB, and warns about known
@@ -19,8 +25,8 @@ from absl import app
 from absl import flags
 
 _DATASET = flags.DEFINE_string(
-    'dataset', None, "Builder name, optionally with a config: 'lol_v1', "
-    "'uieb/t90', 'unpaired_llie/dicm', ...")
+    'dataset', None, "Dataset name, optionally with a config: 'lol_v1', "
+    "'uieb/t90', 'unpaired_llie/dicm', 'derain', ...")
 _MANUAL_DIR = flags.DEFINE_string(
     'manual_dir', None, 'The unpacked download, laid out as --show_tree '
     'prints.')
@@ -56,13 +62,21 @@ def main(argv: list[str]) -> None:
   from restorect_jax import datasets  # pylint: disable=g-import-not-at-top
   if not _DATASET.value:
     raise app.UsageError('--dataset is required; one of '
-                         f'{sorted(datasets.BUILDERS)}.')
+                         f'{", ".join(datasets.names())}.')
+  try:
+    layout = datasets.layout(_DATASET.value)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
   if _SHOW_TREE.value:
-    print(datasets.builder(_DATASET.value, _DATA_DIR.value).expected_tree())
+    print(layout.tree)
     return
+  if not layout.builder:
+    raise app.UsageError(
+        f'{layout.name} has no TFDS builder: configs and evaluate read it '
+        'from its folders (datasets.folder_source); --show_tree prints them.')
   if not _MANUAL_DIR.value:
     raise app.UsageError('--manual_dir is required.')
-  b = datasets.prepare(_DATASET.value, _MANUAL_DIR.value, _DATA_DIR.value,
+  b = datasets.prepare(layout.builder, _MANUAL_DIR.value, _DATA_DIR.value,
                        overwrite=_OVERWRITE.value)
   print(summary(b))
 

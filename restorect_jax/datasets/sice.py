@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 
-from restorect_jax import input_pipeline
+from restorect_jax.data import input_pipeline
 from restorect_jax.datasets import base
 from restorect_jax.datasets import folders
 
@@ -42,18 +42,31 @@ class Sice(base.RestorationBuilder):
                 'Dataset/label/<scene>; test_grad = SICE_Grad vs '
                 'SICE_Reshape; test_mix = SICE_Mix vs SICE_Reshape')
 
+  def _split_specs(self) -> dict[str, base.FolderSplit]:
+    return {
+        'train': base.FolderSplit('Dataset/train', 'Dataset/label',
+                                  key='scene_label'),
+        'test_grad': base.FolderSplit('SICE_Grad', 'SICE_Reshape'),
+        'test_mix': base.FolderSplit('SICE_Mix', 'SICE_Reshape'),
+    }
+
+  def split_examples(self, root: str,
+                     split: str) -> list[folders.Example]:
+    self._check_split(split)
+    spec = self._split_specs()[split]
+    lq = folders.require_dir(root, spec.lq, _TREE)
+    gt = folders.require_dir(root, spec.gt, _TREE)
+    if spec.key == 'scene_label':
+      return _scene_pairs(lq, gt)
+    return folders.pair_folders(lq, gt, key=folders.pairing_key(spec.key))
+
   def _examples(self, root: str) -> dict[str, list[folders.Example]]:
     folders.check_root(root, _TREE)
-    train = folders.require_dir(root, 'Dataset/train', _TREE)
-    label = folders.require_dir(root, 'Dataset/label', _TREE)
-    reshape = folders.require_dir(root, 'SICE_Reshape', _TREE)
-    grad = folders.require_dir(root, 'SICE_Grad', _TREE)
-    mix = folders.require_dir(root, 'SICE_Mix', _TREE)
-    return {
-        'train': _scene_pairs(train, label),
-        'test_grad': folders.pair_folders(grad, reshape),
-        'test_mix': folders.pair_folders(mix, reshape),
-    }
+    for spec in self._split_specs().values():  # Check every folder first.
+      for rel in spec.folders().values():
+        folders.require_dir(root, rel, _TREE)
+    return {split: self.split_examples(root, split)
+            for split in self._split_specs()}
 
 
 def _scene_pairs(train_dir: str, label_dir: str) -> list[folders.Example]:

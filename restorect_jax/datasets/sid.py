@@ -40,6 +40,7 @@ SID/                           <- --manual_dir
 
 _LISTS = {'train': 'Sony_train_list.txt', 'validation': 'Sony_val_list.txt',
           'test': 'Sony_test_list.txt'}
+_SHORT, _LONG = 'Sony/short_resized', 'Sony/long_resized'
 
 
 def _stem(path: str) -> str:
@@ -60,25 +61,42 @@ class SidSony(base.RestorationBuilder):
     return dict(list_file=_LISTS[split],
                 list_file_sha256=self._list_hashes[split])
 
+  def _split_specs(self) -> dict[str, base.FolderSplit]:
+    return {split: base.FolderSplit(_SHORT, _LONG, key='sony_list')
+            for split in _LISTS}
+
+  def split_files(self, split: str) -> tuple[str, ...]:
+    return (_LISTS[split],)
+
+  def split_examples(self, root: str,
+                     split: str) -> list[folders.Example]:
+    self._check_split(split)
+    folders.check_root(root, _TREE)
+    path = os.path.join(root, _LISTS[split])
+    if not os.path.isfile(path):
+      raise folders.ManualDirError(
+          f'Missing split list {path}. Expected this tree:\n{_TREE}')
+    short = folders.require_dir(root, _SHORT, _TREE)
+    long_ = folders.require_dir(root, _LONG, _TREE)
+    short_index = folders.index_by_key(
+        short, folders.list_images(short, 'lq'), folders.stem_key)
+    long_index = folders.index_by_key(
+        long_, folders.list_images(long_, 'gt'), folders.stem_key)
+    return _parse_list(path, short, short_index, long_, long_index)
+
   def _examples(self, root: str) -> dict[str, list[folders.Example]]:
     folders.check_root(root, _TREE)
-    lists = {}
-    for split, fname in _LISTS.items():
-      path = os.path.join(root, fname)
+    for split in _LISTS:  # Check every list and folder first.
+      path = os.path.join(root, _LISTS[split])
       if not os.path.isfile(path):
         raise folders.ManualDirError(
             f'Missing split list {path}. Expected this tree:\n{_TREE}')
-      lists[split] = path
-    short = folders.require_dir(root, 'Sony/short_resized', _TREE)
-    long_ = folders.require_dir(root, 'Sony/long_resized', _TREE)
-    short_index = folders.index_by_key(short, folders.list_images(short, 'lq'),
-                                    folders.stem_key)
-    long_index = folders.index_by_key(long_, folders.list_images(long_, 'gt'),
-                                   folders.stem_key)
-    self._list_hashes = {s: splits_lib.file_sha256(p)
-                         for s, p in lists.items()}
-    return {split: _parse_list(path, short, short_index, long_, long_index)
-            for split, path in lists.items()}
+    folders.require_dir(root, _SHORT, _TREE)
+    folders.require_dir(root, _LONG, _TREE)
+    self._list_hashes = {
+        s: splits_lib.file_sha256(os.path.join(root, f))
+        for s, f in _LISTS.items()}
+    return {split: self.split_examples(root, split) for split in _LISTS}
 
 
 def _parse_list(path, short_dir, short_index, long_dir, long_index):

@@ -25,7 +25,7 @@ import os
 import random
 from collections.abc import Sequence
 
-from restorect_jax import hashing
+from restorect_jax.core import hashing
 
 SPLITS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                           'splits')

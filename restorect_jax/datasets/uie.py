@@ -70,6 +70,11 @@ class _SeededSplitBuilder(base.RestorationBuilder, skip_registration=True):
   def _split_rule(self) -> str:
     return _RULES[self.builder_config.name]
 
+  def _split_specs(self) -> dict[str, base.FolderSplit]:
+    # Both splits are drawn from one folder pair (paired by stem).
+    return {split: base.FolderSplit(self.LQ, self.GT)
+            for split in ('train', 'test')}
+
   def _examples(self, root: str) -> dict[str, list[folders.Example]]:
     folders.check_root(root, self.TREE)
     lq = folders.require_dir(root, self.LQ, self.TREE)

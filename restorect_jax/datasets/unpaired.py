@@ -47,7 +47,8 @@ class UnpairedLlie(base.FolderBuilder):
   ]
 
   def _split_specs(self):
-    return {'test': base.FolderSplit(_SETS[self.builder_config.name], None)}
+    return {'test': base.FolderSplit(_SETS[self.builder_config.name], None,
+                                     key='lq_only')}
 
 
 class Fundus(base.FolderBuilder):
@@ -58,4 +59,4 @@ class Fundus(base.FolderBuilder):
   TREE = _FUNDUS_TREE
   HOMEPAGE = 'https://github.com/HzFu/EyeQ'
   SPLIT_RULE = 'test = every image of sample/'
-  SPLITS = {'test': base.FolderSplit('sample', None)}
+  SPLITS = {'test': base.FolderSplit('sample', None, key='lq_only')}

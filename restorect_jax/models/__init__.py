@@ -20,6 +20,18 @@ the time-free UNet; spec ``irflow.md`` §4), in_nc = out_nc = 3:
 
 (``small`` is the ``irflow_unet`` parity fixture, ``tiny`` the
 ``irflow_euler`` / ``irflow_loss`` ones.)
+
+Formulation options (same parameters and parameter tree, the same function
+up to float rounding; pass them as overrides):
+
+* ``depthwise`` (RestoRect: ``teacher`` / ``student`` / ``interface``) — the
+  transformer blocks' depthwise 3×3 convolution, one of
+  ``layers.DEPTHWISE_FORMULATIONS``: ``'auto'`` (default: ``'shifted_vjp'``
+  on CPU, ``'shifted'`` on GPU/TPU), ``'shifted'``, ``'shifted_vjp'``,
+  ``'lax'`` (``layers.depthwise_conv3x3``);
+* ``attention`` (IR-Flow: ``irflow`` / ``irflow_base``) — the linear
+  attention, ``'folded'`` (default) or ``'reference'``
+  (``irflow_unet.LinearAttention``).
 """
 
 from __future__ import annotations
@@ -30,6 +42,8 @@ from typing import Any
 import flax.linen as nn
 import jax
 
+from restorect_jax.models import irflow_unet
+from restorect_jax.models import layers
 from restorect_jax.models.decom_net import DecomNet
 from restorect_jax.models.irflow_unet import ConditionalUNet
 from restorect_jax.models.irflow_unet import UNet
@@ -78,6 +92,8 @@ def variant_kwargs(variant: str = 'default', **overrides) -> dict[str, Any]:
       'timesteps'}
   if unknown:
     raise ValueError(f'Unknown model options: {sorted(unknown)}.')
+  if 'depthwise' in overrides:
+    layers.check_depthwise(overrides['depthwise'])
   kwargs.update(overrides)
   return kwargs
 
@@ -93,6 +109,8 @@ def irflow_variant_kwargs(variant: str = 'default', **overrides
   unknown = set(overrides) - (fields - {'parent', 'name'})
   if unknown:
     raise ValueError(f'Unknown model options: {sorted(unknown)}.')
+  if 'attention' in overrides:
+    irflow_unet.check_attention(overrides['attention'])
   kwargs = dict(IRFLOW_VARIANTS[variant])
   kwargs.update(overrides)
   return kwargs
@@ -106,13 +124,15 @@ def Model(name: str, variant: str = 'default', **overrides) -> nn.Module:  # pyl
       ``irflow`` (IR-Flow's ConditionalUNet) or ``irflow_base`` (its
       time-free UNet).
     variant: a key of ``VARIANTS`` (RestoRect) or ``IRFLOW_VARIANTS``.
-    **overrides: constructor arguments replacing the variant's.
+    **overrides: constructor arguments replacing the variant's, e.g. the
+      formulation options ``depthwise`` (RestoRect) or ``attention``
+      (IR-Flow) of the module docstring.
 
   Returns:
     The (unbound) Linen module.
 
   Raises:
-    ValueError: unknown name, variant or option.
+    ValueError: unknown name, variant, option or formulation.
   """
   if name == 'decomnet':
     return DecomNet(**overrides)

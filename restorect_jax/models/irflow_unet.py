@@ -31,6 +31,20 @@ from restorect_jax.models import layers
 Dtype = Any
 HEADS = 4
 DIM_HEAD = 32  # inner width HEADS * DIM_HEAD = 128 for every nf
+ATTENTION_FORMULATIONS = ('folded', 'reference')
+
+
+def check_attention(formulation: str) -> str:
+  """Returns ``formulation`` if it is a known linear-attention formulation.
+
+  Raises:
+    ValueError: it is not one of ``ATTENTION_FORMULATIONS``.
+  """
+  if formulation not in ATTENTION_FORMULATIONS:
+    raise ValueError(
+        f'attention must be one of {ATTENTION_FORMULATIONS}, got '
+        f'{formulation!r}.')
+  return formulation
 
 
 def sinusoidal_embedding(k: jax.Array, dim: int) -> jax.Array:
@@ -85,10 +99,24 @@ class ChannelLayerNorm(nn.Module):
 class LinearAttention(nn.Module):
   """Linear attention, 4 heads × 32: q softmax over channels, k over pixels.
 
+  Per head, ``out_n = Cᵀ softmax(q_n) / √32`` with the (32, 32) context
+  ``C = Σ_n softmax_n(k)_nᵀ v_n / N`` (N pixels). Two formulations of the
+  same function (equal up to float rounding, same parameters):
+
+  * ``'reference'``: as the reference writes it — the (N, heads, 32) keys
+    are normalised by their softmax over pixels and the values divided by
+    N, then the (heads, 32, 32) context is formed;
+  * ``'folded'``: the context is formed from ``exp(k - max_n k)`` and the
+    raw values, and the softmax denominators and 1/N divide the small
+    context instead (1.17× on the IR-Flow inference row on CPU,
+    ``benchmarks/README.md``).
+
   Attributes:
     dim: input and output channels.
+    formulation: ``'folded'`` or ``'reference'``.
   """
   dim: int
+  formulation: str = 'folded'
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -103,9 +131,16 @@ class LinearAttention(nn.Module):
     qkv = qkv.reshape(b, n, 3, HEADS, DIM_HEAD).astype(jnp.float32)
     q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # (B, N, heads, d)
     q = jax.nn.softmax(q, axis=-1) * (DIM_HEAD ** -0.5)
-    k = jax.nn.softmax(k, axis=1)
-    v = v / n
-    context = jnp.einsum('bnhd,bnhe->bhde', k, v)
+    if check_attention(self.formulation) == 'reference':
+      k = jax.nn.softmax(k, axis=1)
+      v = v / n
+      context = jnp.einsum('bnhd,bnhe->bhde', k, v)
+    else:
+      # softmax_n(k)ᵀ (v / n) = (exp(k - m)ᵀ v) / (Σ_n exp(k - m) · n); the
+      # result does not depend on m, so no gradient flows through it.
+      e = jnp.exp(k - jax.lax.stop_gradient(k.max(axis=1, keepdims=True)))
+      context = jnp.einsum('bnhd,bnhe->bhde', e, v)
+      context = context / (e.sum(axis=1)[..., None] * n)
     out = jnp.einsum('bhde,bnhd->bnhe', context, q)
     out = out.reshape(b, h, w, HEADS * DIM_HEAD).astype(self.dtype)
     out = layers.Conv2d(self.dim, 1, use_bias=True,
@@ -116,6 +151,7 @@ class LinearAttention(nn.Module):
 class AttentionBlock(nn.Module):
   """``Residual(PreNorm(dim, LinearAttention(dim)))``: x + attn(norm(x))."""
   dim: int
+  attention: str = 'folded'  # LinearAttention's formulation
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -123,7 +159,8 @@ class AttentionBlock(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     y = ChannelLayerNorm(**kw, name='fn.norm')(x)
-    return LinearAttention(self.dim, **kw, name='fn.fn')(y) + x
+    return LinearAttention(self.dim, self.attention, **kw, name='fn.fn')(
+        y) + x
 
 
 class ResBlock(nn.Module):
@@ -165,6 +202,7 @@ class _IRFlowUNet(nn.Module):
   in_nc: int = 3
   out_nc: int = 3
   remat: bool = False
+  attention: str = 'folded'
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -178,6 +216,7 @@ class _IRFlowUNet(nn.Module):
       raise ValueError(f'nf must be even and at least 4, got {self.nf}.')
     if self.depth < 1:
       raise ValueError(f'depth must be at least 1, got {self.depth}.')
+    check_attention(self.attention)
 
   @nn.compact
   def _net(self, x: jax.Array | None, k: Any) -> jax.Array:
@@ -200,7 +239,7 @@ class _IRFlowUNet(nn.Module):
     res_cls = nn.remat(ResBlock) if self.remat else ResBlock
     attn_cls = nn.remat(AttentionBlock) if self.remat else AttentionBlock
     res = lambda c, name: res_cls(c, self.conditional, **kw(name))
-    attn = lambda c, name: attn_cls(c, **kw(name))
+    attn = lambda c, name: attn_cls(c, self.attention, **kw(name))
     dims = [nf * 2 ** i for i in range(depth + 1)]
 
     x = layers.Conv2d(nf, 7, **kw('init_conv'))(x)
@@ -251,6 +290,8 @@ class ConditionalUNet(_IRFlowUNet):
     out_nc: output channels.
     remat: recompute each ResBlock's and attention block's activations in
       the backward pass (``nn.remat``) instead of storing them.
+    attention: the linear attention's formulation, ``'folded'`` (default)
+      or ``'reference'`` (:class:`LinearAttention`; same parameters).
   """
 
   conditional: ClassVar[bool] = True

@@ -6,9 +6,11 @@ that a Flax parameter path joined with ``.`` is the PyTorch state-dict key
 ``(1, 1, I, O)``, a depthwise conv ``(3, 3, 1, C)``), linear weights
 ``(in, out)``; everything else keeps the PyTorch shape.
 
-Speed rules (measured in ``shared/spec/stack.md`` §2i): 1×1 convolutions are
-einsums, depthwise 3×3 convolutions are a sum of nine shifted slices (never
-a grouped ``lax.conv``), only dense k×k convolutions use ``lax.conv``.
+Speed rules (measured in ``shared/spec/stack.md`` §2i and
+``benchmarks/README.md``): 1×1 convolutions are einsums, depthwise 3×3
+convolutions are a sum of nine shifted slices (on CPU with a hand-written
+backward pass; a grouped ``lax.conv`` is an option, not the default), only
+dense k×k convolutions use ``lax.conv``.
 """
 
 from __future__ import annotations
@@ -80,16 +82,47 @@ def leaky_relu(x: jax.Array, slope: float) -> jax.Array:
   return jnp.where(x >= 0, x, slope * x)
 
 
-def depthwise_conv3x3(x: jax.Array, w: jax.Array) -> jax.Array:
-  """Depthwise 3×3 cross-correlation with zero padding 1, as shifted slices.
+DEPTHWISE_FORMULATIONS = ('auto', 'shifted', 'shifted_vjp', 'lax')
+
+
+def check_depthwise(formulation: str) -> str:
+  """Returns ``formulation`` if it is a known depthwise formulation.
+
+  Raises:
+    ValueError: it is not one of ``DEPTHWISE_FORMULATIONS``.
+  """
+  if formulation not in DEPTHWISE_FORMULATIONS:
+    raise ValueError(
+        f'depthwise must be one of {DEPTHWISE_FORMULATIONS}, got '
+        f'{formulation!r}.')
+  return formulation
+
+
+def resolve_depthwise(formulation: str, backend: str | None = None) -> str:
+  """The concrete formulation ``'auto'`` stands for on ``backend``.
+
+  ``'auto'`` is ``'shifted_vjp'`` on CPU (measured faster there, the same
+  forward and gradients, ``benchmarks/README.md``) and ``'shifted'`` on
+  GPU/TPU (unmeasured there, so unchanged); other values are returned as
+  they are.
 
   Args:
-    x: (B, H, W, C).
-    w: (3, 3, C) per-channel taps (PyTorch (C, 1, 3, 3) transposed).
+    formulation: one of ``DEPTHWISE_FORMULATIONS``.
+    backend: a JAX platform name; default ``jax.default_backend()`` at the
+      time of the call (trace time inside ``jit``).
 
   Returns:
-    (B, H, W, C).
+    ``'shifted'``, ``'shifted_vjp'`` or ``'lax'``.
   """
+  check_depthwise(formulation)
+  if formulation != 'auto':
+    return formulation
+  backend = backend or jax.default_backend()
+  return 'shifted_vjp' if backend == 'cpu' else 'shifted'
+
+
+def _depthwise_shifted(x: jax.Array, w: jax.Array) -> jax.Array:
+  """Sum over the nine taps of a shifted slice of the padded input."""
   _, h, wd, _ = x.shape
   xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
   out = None
@@ -98,6 +131,84 @@ def depthwise_conv3x3(x: jax.Array, w: jax.Array) -> jax.Array:
       term = xp[:, i:i + h, j:j + wd, :] * w[i, j]
       out = term if out is None else out + term
   return out
+
+
+@jax.custom_vjp
+def _depthwise_shifted_vjp(x: jax.Array, w: jax.Array) -> jax.Array:
+  """:func:`_depthwise_shifted` with a hand-written backward pass."""
+  return _depthwise_shifted(x, w)
+
+
+def _shifted_vjp_fwd(x, w):
+  return _depthwise_shifted(x, w), (x, w)
+
+
+def _shifted_vjp_bwd(res, g):
+  # The barrier keeps XLA from merging the backward's shifted slices of x
+  # with the forward's (CSE), which would make it materialise all nine.
+  x, w, g = jax.lax.optimization_barrier(res + (g,))
+  _, h, wd, _ = x.shape
+  # y[p] = Σ_ij x[p + (i, j) - 1] w[i, j]  ⇒  dx[p] = Σ_ij g[p - (i, j) + 1]
+  # w[i, j]: the same shift-sum of g with the taps flipped.
+  dx = _depthwise_shifted(g, w[::-1, ::-1])
+  # dw[i, j] = Σ_{b,p} x[p + (i, j) - 1] g[p]: nine per-tap reductions.
+  xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  dw = jnp.stack([
+      jnp.sum(xp[:, i:i + h, j:j + wd, :] * g, axis=(0, 1, 2))
+      for i in range(3) for j in range(3)]).reshape(w.shape)
+  return dx.astype(x.dtype), dw.astype(w.dtype)
+
+
+_depthwise_shifted_vjp.defvjp(_shifted_vjp_fwd, _shifted_vjp_bwd)
+
+
+def _depthwise_lax(x: jax.Array, w: jax.Array) -> jax.Array:
+  """One grouped ``lax.conv`` (``feature_group_count = C``)."""
+  return jax.lax.conv_general_dilated(
+      x, w[:, :, None, :], (1, 1), ((1, 1), (1, 1)),
+      dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+      feature_group_count=x.shape[-1])
+
+
+_DEPTHWISE_IMPLS = {
+    'shifted': _depthwise_shifted,
+    'shifted_vjp': _depthwise_shifted_vjp,
+    'lax': _depthwise_lax,
+}
+
+
+def depthwise_conv3x3(x: jax.Array, w: jax.Array,
+                      formulation: str = 'auto') -> jax.Array:
+  """Depthwise 3×3 cross-correlation with zero padding 1.
+
+  Every formulation computes the same function (up to float rounding) with
+  the same gradients:
+
+  * ``'shifted'``: a sum of nine shifted slices of the padded input,
+    differentiated by autodiff;
+  * ``'shifted_vjp'``: the same forward with a hand-written backward (the
+    input gradient is the shift-sum of the cotangent with the taps flipped,
+    the weight gradient nine per-tap reductions) instead of autodiff's
+    transpose, which pads each of the nine slice cotangents to the padded
+    size and adds them — 1.35× faster on the S2 train step on XLA:CPU. It
+    is a ``jax.custom_vjp``: reverse mode only (no ``jax.jvp``);
+  * ``'lax'``: one grouped ``lax.conv`` (slow on XLA:CPU,
+    ``shared/spec/stack.md`` §2i);
+  * ``'auto'``: :func:`resolve_depthwise` — ``'shifted_vjp'`` on CPU,
+    ``'shifted'`` on GPU/TPU.
+
+  Args:
+    x: (B, H, W, C).
+    w: (3, 3, C) per-channel taps (PyTorch (C, 1, 3, 3) transposed).
+    formulation: one of ``DEPTHWISE_FORMULATIONS``.
+
+  Returns:
+    (B, H, W, C).
+
+  Raises:
+    ValueError: unknown ``formulation``.
+  """
+  return _DEPTHWISE_IMPLS[resolve_depthwise(formulation)](x, w)
 
 
 class Conv2d(nn.Module):
@@ -149,7 +260,13 @@ def upsample_nearest2x(x: jax.Array) -> jax.Array:
 
 
 class DWConv3x3(nn.Module):
-  """Bias-free depthwise 3×3 conv (``nn.Conv2d(C, C, 3, groups=C)``)."""
+  """Bias-free depthwise 3×3 conv (``nn.Conv2d(C, C, 3, groups=C)``).
+
+  Attributes:
+    formulation: how it is computed (:func:`depthwise_conv3x3`); the
+      parameters are the same for every value.
+  """
+  formulation: str = 'auto'
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -158,7 +275,8 @@ class DWConv3x3(nn.Module):
     c = x.shape[-1]
     w = self.param('weight', torch_default_kernel_init, (3, 3, 1, c),
                    self.param_dtype)
-    return depthwise_conv3x3(x.astype(self.dtype), w[:, :, 0].astype(self.dtype))
+    return depthwise_conv3x3(x.astype(self.dtype),
+                             w[:, :, 0].astype(self.dtype), self.formulation)
 
 
 class Linear(nn.Module):

@@ -16,7 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from restorect_jax import flow
+from restorect_jax.methods.restorect import flow
 from restorect_jax.models import layers
 from restorect_jax.models.prior_encoders import PriorEncoder
 from restorect_jax.models.prior_encoders import RetinexPriorEncoder
@@ -38,6 +38,8 @@ class _GConfig(nn.Module):
   n_feats: int = 64
   n_encoder_res: int = 5
   remat: bool = False  # nn.remat on G's transformer blocks
+  # G's depthwise 3×3 formulation (layers.DEPTHWISE_FORMULATIONS).
+  depthwise: str = 'auto'
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -51,7 +53,7 @@ class _GConfig(nn.Module):
         heads=tuple(self.heads),
         ffn_expansion_factor=self.ffn_expansion_factor,
         layer_norm_type=self.layer_norm_type, decom_head=decom_head,
-        remat=self.remat, **self._kw())
+        remat=self.remat, depthwise=self.depthwise, **self._kw())
 
 
 class Teacher(_GConfig):
@@ -136,7 +138,8 @@ class Student(_GConfig):
 
   def sample_priors(self, lq: jax.Array, rex_lq: jax.Array,
                     noise_rex: jax.Array, noise_img: jax.Array,
-                    num_steps: int = 5) -> tuple[jax.Array, jax.Array]:
+                    num_steps: int | jax.Array = 5
+                    ) -> tuple[jax.Array, jax.Array]:
     """Euler-samples ``(z_rex, z_img)`` from the given noise.
 
     Args:
@@ -144,7 +147,9 @@ class Student(_GConfig):
       rex_lq: (B, H, W, 4) ``concat(R, L)`` of Dl(lq).
       noise_rex, noise_img: (B, 256) starting noise (the reference draws
         rex first, then img).
-      num_steps: Euler steps N (reference default 5).
+      num_steps: Euler steps N (reference default 5): a Python int
+        (unrolled) or an int32 scalar array, traced under ``jit`` so one
+        program serves every N (see :func:`flow.euler_sample`).
 
     Returns:
       The sampled priors, each (B, 256).
@@ -161,9 +166,19 @@ class Student(_GConfig):
 
   def sample_from_conditions(self, c_rex: jax.Array, c_img: jax.Array,
                              noise_rex: jax.Array, noise_img: jax.Array,
-                             num_steps: int = 5
+                             num_steps: int | jax.Array = 5
                              ) -> tuple[jax.Array, jax.Array]:
-    """The Euler loops of :meth:`sample_priors` for given conditions."""
+    """The Euler loops of :meth:`sample_priors` for given conditions.
+
+    ``num_steps`` is a Python int or an int32 scalar array (traced: a
+    ``lax.fori_loop``, forward only).
+    """
+    if self.is_initializing():
+      # Create the velocity nets' parameters outside the (possibly traced)
+      # loop, where Flax cannot create them.
+      t0 = jnp.zeros((noise_rex.shape[0],), jnp.int32)
+      self.rex_denoise(noise_rex, t0, c_rex)
+      self.img_denoise(noise_img, t0, c_img)
     z_rex = flow.euler_sample(
         lambda x, t: self.rex_denoise(x, t, c_rex), noise_rex, num_steps,
         self.timesteps)
@@ -173,8 +188,10 @@ class Student(_GConfig):
     return z_rex, z_img
 
   def __call__(self, lq: jax.Array, rex_lq: jax.Array, noise_rex: jax.Array,
-               noise_img: jax.Array, num_steps: int = 5):
+               noise_img: jax.Array, num_steps: int | jax.Array = 5):
     """Samples the priors and restores ``lq`` (H, W multiples of 8).
+
+    ``num_steps`` as in :meth:`sample_priors` (int or int32 scalar array).
 
     Returns:
       ``out`` (B, H, W, 3) for the Interface; for the training student a

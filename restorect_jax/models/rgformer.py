@@ -60,11 +60,15 @@ class _AttentionBase(nn.Module):
   """Temperature, QK-norms and output projection shared by both attentions."""
   dim: int
   num_heads: int
+  depthwise: str = 'auto'  # layers.depthwise_conv3x3's formulation
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
   def _kw(self, name):
     return dict(dtype=self.dtype, param_dtype=self.param_dtype, name=name)
+
+  def _dwconv(self, name):
+    return layers.DWConv3x3(self.depthwise, **self._kw(name))
 
   def _attend(self, q, k, v):
     temperature = self.param('temperature', nn.initializers.ones,
@@ -90,9 +94,9 @@ class RetinexAttention(_AttentionBase):
     x_r = x_r * (1 + w_r[:, None, None, :])
     x_i = x_i * (1 + w_i[:, None, None, :])
     q = layers.Conv2d(c, 1, **self._kw('q_R'))(x_r)
-    q = layers.DWConv3x3(**self._kw('q_dwconv'))(q)
+    q = self._dwconv('q_dwconv')(q)
     kv = layers.Conv2d(2 * c, 1, **self._kw('kv_I'))(x_i)
-    kv = layers.DWConv3x3(**self._kw('kv_dwconv'))(kv)
+    kv = self._dwconv('kv_dwconv')(kv)
     return self._attend(q, kv[..., :c], kv[..., c:])
 
 
@@ -105,7 +109,7 @@ class Attention(_AttentionBase):
     w = layers.Linear(c, use_bias=False, **self._kw('kernel.0'))(z)
     x = x * (1 + w[:, None, None, :])
     qkv = layers.Conv2d(3 * c, 1, **self._kw('qkv'))(x)
-    qkv = layers.DWConv3x3(**self._kw('qkv_dwconv'))(qkv)
+    qkv = self._dwconv('qkv_dwconv')(qkv)
     return self._attend(qkv[..., :c], qkv[..., c:2 * c], qkv[..., 2 * c:])
 
 
@@ -113,6 +117,7 @@ class FeedForward(nn.Module):
   """Gated-dconv FFN (GDFN) with prior modulation; exact GELU on 1st half."""
   dim: int
   ffn_expansion_factor: float
+  depthwise: str = 'auto'  # layers.depthwise_conv3x3's formulation
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -123,18 +128,23 @@ class FeedForward(nn.Module):
     w = layers.Linear(self.dim, use_bias=False, name='kernel.0', **kw)(z)
     x = x * (1 + w[:, None, None, :])
     u = layers.Conv2d(2 * hidden, 1, name='project_in', **kw)(x)
-    u = layers.DWConv3x3(name='dwconv', **kw)(u)
+    u = layers.DWConv3x3(self.depthwise, name='dwconv', **kw)(u)
     u = layers.gelu(u[..., :hidden]) * u[..., hidden:]
     return layers.Conv2d(self.dim, 1, name='project_out', **kw)(u)
 
 
 class TransformerBlock(nn.Module):
-  """Pre-norm block; ``retinex`` picks Rttention (True) or Attention."""
+  """Pre-norm block; ``retinex`` picks Rttention (True) or Attention.
+
+  ``depthwise`` is the formulation of its depthwise 3×3 convs
+  (``layers.depthwise_conv3x3``); it does not change the parameters.
+  """
   dim: int
   num_heads: int
   ffn_expansion_factor: float = 2.66
   layer_norm_type: str = 'SpatialChannel'
   retinex: bool = True
+  depthwise: str = 'auto'
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -143,10 +153,11 @@ class TransformerBlock(nn.Module):
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     attn_cls = RetinexAttention if self.retinex else Attention
     norm = lambda name: layers.Norm(self.layer_norm_type, name=name, **kw)
-    x = x + attn_cls(self.dim, self.num_heads, name='attn', **kw)(
-        norm('norm1')(x), z)
-    x = x + FeedForward(self.dim, self.ffn_expansion_factor, name='ffn',
-                        **kw)(norm('norm2')(x), z)
+    dw = layers.check_depthwise(self.depthwise)
+    attn = attn_cls(self.dim, self.num_heads, depthwise=dw, name='attn', **kw)
+    x = x + attn(norm('norm1')(x), z)
+    x = x + FeedForward(self.dim, self.ffn_expansion_factor, depthwise=dw,
+                        name='ffn', **kw)(norm('norm2')(x), z)
     return x
 
 
@@ -193,6 +204,9 @@ class RGFormer(nn.Module):
     decom_head: build the decomposition head (teacher / S2 training).
     remat: recompute each transformer block's activations in the backward
       pass (``nn.remat``) instead of storing them; parameters unchanged.
+    depthwise: formulation of the blocks' depthwise 3×3 convs, one of
+      ``layers.DEPTHWISE_FORMULATIONS`` (``'auto'``: per backend, see
+      ``layers.depthwise_conv3x3``); parameters unchanged.
   """
   dim: int = 64
   num_blocks: Sequence[int] = (3, 3, 3, 3)
@@ -202,6 +216,7 @@ class RGFormer(nn.Module):
   layer_norm_type: str = 'SpatialChannel'
   decom_head: bool = True
   remat: bool = False
+  depthwise: str = 'auto'
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -210,8 +225,8 @@ class RGFormer(nn.Module):
     for i in range(n):
       x = block(
           width, heads, self.ffn_expansion_factor, self.layer_norm_type,
-          retinex=retinex, dtype=self.dtype, param_dtype=self.param_dtype,
-          name=f'{name}.{i}')(x, z)
+          retinex=retinex, depthwise=self.depthwise, dtype=self.dtype,
+          param_dtype=self.param_dtype, name=f'{name}.{i}')(x, z)
     if name in DECODER_LEVELS:
       # Read with ``apply(..., mutable=['intermediates'])`` (FLEX on decoder
       # features, the paper's reading); a no-op otherwise.
@@ -231,6 +246,7 @@ class RGFormer(nn.Module):
       ``out`` (B, H, W, 3) when the decomposition head is off, else
       ``(out, decom_img (B, H, W, 3), decom_mat (B, H, W, 4))``.
     """
+    layers.check_depthwise(self.depthwise)
     layers.check_image(lq, 3, 'RGFormer input lq', multiple=8)
     layers.check_prior(z_rex, lq.shape[0], PRIOR_DIM, 'RGFormer z_rex')
     layers.check_prior(z_img, lq.shape[0], PRIOR_DIM, 'RGFormer z_img')

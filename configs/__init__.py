@@ -1,0 +1,1 @@
+"""Experiment configs: ``common.py`` + one readable file per experiment."""

@@ -1,0 +1,57 @@
+"""IR-Flow's predictor: the sampler run from the degraded image (t = 1).
+
+Deterministic (no noise), so the seed and the image's name do not matter;
+images are reflect-padded to a multiple of ``2**depth`` and cropped back.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+
+from restorect_jax.inference.predictor import Predictor
+from restorect_jax.methods.irflow import flow
+from restorect_jax.methods.irflow.steps import irflow_velocity
+
+SAMPLERS = {'euler': flow.euler_sample, 'heun': flow.heun_sample,
+            'standard_euler': flow.standard_euler_sample}
+DEFAULT_STEPS = 1  # the reference's train-time validation
+
+
+def check_sampler(sampler: str) -> None:
+  if sampler not in SAMPLERS:
+    raise ValueError(f'Unknown IR-Flow sampler {sampler!r}; known: '
+                     f'{sorted(SAMPLERS)}.')
+
+
+@functools.partial(jax.jit, static_argnames=(
+    'model', 'num_steps', 'sampler', 'channel_order', 'base'))
+def sample(params, lq, *, model: nn.Module, num_steps: int,
+           sampler: str = 'euler', channel_order: str = 'bgr',
+           base: bool = False):
+  """IR-Flow restoration of a (B, H, W, 3) batch (sides padded)."""
+  f = irflow_velocity(model, params, channel_order=channel_order, base=base)
+  if base:
+    return f(lq, None)
+  return SAMPLERS[sampler](f, lq, num_steps)
+
+
+def irflow_predictor(params: Mapping[str, Any], *, model: nn.Module,
+                     info: dict[str, Any], channel_order: str = 'bgr',
+                     sampler: str = 'euler', base: bool = False,
+                     default_steps: int = DEFAULT_STEPS) -> Predictor:
+  """A predictor from ConditionalUNet (or time-free UNet) params."""
+  check_sampler(sampler)
+  params = dict(params)
+
+  def run(batch, context, steps):
+    del context
+    return sample(params, batch, model=model, num_steps=steps,
+                  sampler=sampler, channel_order=channel_order, base=base)
+
+  return Predictor('irflow', 2**model.depth, False, default_steps, info,
+                   lambda padded, steps, key, gt, noise: None, run)

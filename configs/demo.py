@@ -44,8 +44,7 @@ def get_config(arg=None):
     c.total_steps = a.s1_steps
     c.ckpt_steps = 100
     c.schedule = common.Config(dict(
-        periods=(a.s1_steps,), restart_weights=(1.0,), eta_mins=(1e-5,),
-        count_from_one=True))
+        periods=(a.s1_steps,), restart_weights=(1.0,), eta_mins=(1e-5,)))
   else:
     c.total_steps = a.s2_steps
     c.phase1_steps = a.phase1_steps

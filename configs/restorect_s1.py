@@ -16,8 +16,8 @@ start from S1 checkpoints at 20k–135k steps.
 
 Differs from ``configs/common.py``: 300k steps; BasicSR cyclic cosine
 restarts with periods 92k / 208k, the first cycle rising to 2.55e-4 (its
-eta_min above the base lr), the second decaying to 1e-6; schedules see the
-reference's 1-based iteration number (``schedule.count_from_one``).
+eta_min above the base lr), the second decaying to 1e-6 (a cycle owns its
+last step, as Reti-Diff's ``get_position_from_periods``).
 
 Args (``:a=b,c``): ``dataset`` (a name in restorect_jax.datasets, e.g.
 lol_v1, lol_v2_real, lol_v2_syn, or folder), ``runlocal`` (tiny model and
@@ -33,7 +33,7 @@ def get_config(arg=None):
   c.total_steps = 300_000
   c.schedule = common.Config(dict(
       periods=(92_000, 208_000), restart_weights=(1.0, 1.0),
-      eta_mins=(2.55e-4, 1e-6), count_from_one=True))
+      eta_mins=(2.55e-4, 1e-6)))
   if a.runlocal:
     common.runlocal(c)
   return c

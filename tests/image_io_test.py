@@ -1,4 +1,4 @@
-"""Tests for restorect_jax.data.image_io: decoding, listing and atomic PNG writes."""
+"""Tests for restorect_jax.data.image_io: decoding, listing, PNG writes."""
 
 import os
 import shutil
@@ -239,7 +239,6 @@ class ListInputsTest(_TmpDirTest):
       with self.assertRaises(FileNotFoundError) as cm:
         image_io.list_inputs(spec)
       self.assertIn(spec, str(cm.exception))
-
 
   def test_output_paths(self):
     out = self.path('out')

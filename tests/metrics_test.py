@@ -1,4 +1,4 @@
-"""Tests for restorect_jax.evaluation.metrics against scikit-image and hand values.
+"""Tests for restorect_jax.evaluation.metrics vs scikit-image and hand values.
 
 scikit-image is the independent reference: its PSNR is the same formula, so
 it must agree exactly; its SSIM filters with 'reflect' padding to a same-size

@@ -1,4 +1,4 @@
-"""Tests for restorect_jax.evaluation.protocols: each protocol on hand-made pairs.
+"""Tests for restorect_jax.evaluation.protocols: each on hand-made pairs.
 
 Expected numbers are worked out in the test from the definitions (constant
 colour images make PSNR and SSIM closed-form: SSIM of two constant images is
@@ -8,6 +8,7 @@ the luminance term ``(2xy + C1) / (x^2 + y^2 + C1)``).
 import dataclasses
 import math
 
+import cv2
 import numpy as np
 from absl.testing import absltest, parameterized
 from skimage.metrics import structural_similarity
@@ -388,6 +389,32 @@ class RestorectFilesTest(absltest.TestCase):
     rounded = protocols.make_restorect_files(quantize='round').prepare(
         big / 255.0, big)
     np.testing.assert_array_equal(rounded.gt, g + 1)
+
+  def test_load_step_is_the_authors_cv2_code(self):
+    # evaluation.py's load_image_cropped on the GT and on the round-saved
+    # prediction: (cv2.resize(x / 255, (256, 256), INTER_LINEAR) * 255)
+    # truncated, with IPP on (x86-64 wheels' default) and off.
+    rng = np.random.default_rng(5)
+    gt = rng.integers(0, 256, (400, 600, 3), np.uint8)
+    pred = np.clip(gt / 255.0 + rng.normal(0, 0.05, gt.shape), 0, 1)
+    saved = np.round(pred.astype(np.float32) * np.float32(255)).astype(
+        np.uint8)
+    old = cv2.ipp.useIPP()
+    for flavour in ('ipp', 'generic'):
+      if flavour == 'ipp' and not old:
+        continue  # This OpenCV build has no IPP.
+      cv2.ipp.setUseIPP(flavour == 'ipp')
+      try:
+        want = [(cv2.resize(img.astype(np.float32) / np.float32(255.0),
+                            (256, 256), interpolation=cv2.INTER_LINEAR)
+                 * np.float32(255.0)).astype(np.uint8)
+                for img in (saved, gt)]
+      finally:
+        cv2.ipp.setUseIPP(old)
+      prep = protocols.make_restorect_files(
+          correction_strength=None, resize_flavour=flavour).prepare(pred, gt)
+      np.testing.assert_array_equal(prep.pred, want[0])
+      np.testing.assert_array_equal(prep.gt, want[1])
 
   def test_sizes_may_differ(self):
     gt = _textured()

@@ -1,4 +1,4 @@
-"""Tests for restorect_jax.evaluation.reporting: CSV, summary, JSON, manifest, plot."""
+"""Tests for restorect_jax.evaluation.reporting: CSV, JSON, manifest, plot."""
 
 import hashlib
 import json
@@ -274,14 +274,36 @@ class PlotTest(absltest.TestCase):
       self.assertEqual(img.format, 'PNG')
       self.assertEqual(img.size, (720, 480))
       pixels = np.asarray(img.convert('RGB')).reshape(-1, 3)
-    colours = {tuple(p) for p in np.unique(pixels, axis=0)}
-    # The 1 -> 5 step line of 'standard' is drawn, not just its markers.
-    n_first = int(np.all(pixels == reporting._PALETTE[0], axis=1).sum())
-    self.assertGreater(n_first, 600)
-    self.assertIn(reporting._PALETTE[0], colours)  # standard
-    self.assertIn(reporting._PALETTE[1], colours)  # irflow
-    self.assertNotIn(reporting._PALETTE[2], colours)
+
+    def count(colour):
+      return int(np.all(pixels == colour, axis=1).sum())
+
+    # The 1 -> 5 step line of 'standard' is drawn, not just its markers;
+    # 'irflow' has one point (a marker); there is no third protocol.
+    self.assertGreater(count(reporting._PALETTE[0]), 600)
+    self.assertGreater(count(reporting._PALETTE[1]), 20)
+    self.assertEqual(count(reporting._PALETTE[2]), 0)
     self.assertEqual(os.listdir(os.path.dirname(path)), ['plot.png'])
+
+  def test_figure_content(self):
+    fig = reporting.steps_vs_quality_figure(reporting.summarize(_rows()))
+    (ax,) = fig.axes
+    self.assertEqual(ax.get_title(), 'psnr vs RF steps')
+    self.assertEqual([t.get_text() for t in ax.get_xticklabels()],
+                     ['1', '5'])  # Evenly spaced at x = 0, 1.
+    standard, irflow = ax.containers
+    self.assertEqual([standard.get_label(), irflow.get_label()],
+                     ['standard', 'irflow'])
+    self.assertEqual([t.get_text() for t in ax.get_legend().get_texts()],
+                     ['standard', 'irflow'])
+    # _rows(): standard at 1 step, one seed: mean(18, 19); at 5 steps the
+    # seed means are 21 and 23, so 22 +- their sample std sqrt(2).
+    np.testing.assert_allclose(standard.lines[0].get_xydata(),
+                               [[0, 18.5], [1, 22.0]])
+    bar = standard.lines[2][0].get_segments()[1]
+    np.testing.assert_allclose(bar, [[1, 22 - math.sqrt(2)],
+                                     [1, 22 + math.sqrt(2)]])
+    np.testing.assert_allclose(irflow.lines[0].get_xydata(), [[0, 17.25]])
 
   def test_custom_size_single_point_and_errors(self):
     s = reporting.summarize([Row('a', 'standard', 4, 0, {'psnr': 30.0}),
@@ -292,6 +314,8 @@ class PlotTest(absltest.TestCase):
       self.assertEqual(img.size, (400, 300))
     with self.assertRaisesRegex(ValueError, 'ssim'):
       reporting.plot_steps_vs_quality(s, path, metric='ssim')
+    with self.assertRaisesRegex(ValueError, 'too small'):
+      reporting.plot_steps_vs_quality(s, path, size=(80, 300))
 
 
 if __name__ == '__main__':

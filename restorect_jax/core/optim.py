@@ -19,9 +19,14 @@ def cosine_restart_cyclic(base_lr: float, periods: Sequence[int],
   """BasicSR ``CosineAnnealingRestartCyclicLR``.
 
   In cycle i (start s_i, length p_i): ``lr = eta_min_i + w_i (base - eta_min_i)
-  (1 + cos(π (step - s_i) / p_i)) / 2``. With the reference's S1 settings the
-  first cycle *rises* from 2e-4 to 2.55e-4 (eta_min above the base lr) and
-  the second decays to 1e-6. Past the last cycle the lr stays at its end.
+  (1 + cos(π (step - s_i) / p_i)) / 2``. A cycle owns its last step, where
+  the fraction is 1 (Reti-Diff ``models/lr_scheduler.py``:
+  ``get_position_from_periods`` picks the first cycle whose cumulative end
+  is ≥ step), so cycle i covers ``s_i < step ≤ s_i + p_i`` (cycle 0 from
+  step 0) and restarts come one step after each end. With the reference's
+  S1 settings the first cycle *rises* from 2e-4 to 2.55e-4 (eta_min above
+  the base lr) and the second decays to 1e-6. Past the last cycle the lr
+  stays at its end.
   """
   if not len(periods) == len(restart_weights) == len(eta_mins):
     raise ValueError('periods, restart_weights and eta_mins must have the '
@@ -36,7 +41,7 @@ def cosine_restart_cyclic(base_lr: float, periods: Sequence[int],
 
   def schedule(step):
     step = jnp.asarray(step)
-    i = jnp.clip(jnp.sum(step >= starts_a) - 1, 0, len(periods) - 1)
+    i = jnp.minimum(jnp.sum(step > starts_a[1:]), len(periods) - 1)
     frac = jnp.minimum((step - starts_a[i]) / periods_a[i], 1.0)
     return mins_a[i] + weights_a[i] * 0.5 * (base_lr - mins_a[i]) * (
         1.0 + jnp.cos(math.pi * frac))
@@ -55,8 +60,8 @@ def step_decay(base_lr: float, every: int, gamma: float) -> optax.Schedule:
 def shifted(schedule: optax.Schedule, offset: int) -> optax.Schedule:
   """``schedule(count + offset)``.
 
-  The reference's BasicSR loop counts iterations from 1 and steps its lr
-  scheduler before each update, so its schedules see the iteration number
+  The reference's training loop counts iterations from 1; a schedule that
+  reads that number directly (RestoRect's S2 phase-1 step decay) sees it
   one ahead of a 0-based step count (issue 14 item 7a): ``offset=1``.
   """
   if not offset:

@@ -445,6 +445,13 @@ def resize_pair(
   return resize_bicubic(lq, h, w), resize_bicubic(gt, h, w)
 
 
+def _resize_record(record: Mapping[str, Any], mode: ResizeMode, size: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+  """:func:`resize_pair` of a record's ``lq`` and ``gt``."""
+  return resize_pair(np.asarray(record['lq']), np.asarray(record['gt']), mode,
+                     size=size)
+
+
 class PairedResize(grain.transforms.Map):
   """Joint bicubic resize of a record's ``lq`` and ``gt`` (other keys kept)."""
 
@@ -454,12 +461,7 @@ class PairedResize(grain.transforms.Map):
     self.size = int(size)
 
   def map(self, element: Mapping[str, Any]) -> dict[str, Any]:
-    lq, gt = resize_pair(
-        np.asarray(element['lq']),
-        np.asarray(element['gt']),
-        self.mode,
-        size=self.size,
-    )
+    lq, gt = _resize_record(element, self.mode, self.size)
     return {**element, 'lq': lq, 'gt': gt}
 
 
@@ -786,12 +788,7 @@ class EvalTransform(grain.transforms.Map):
     return h, w
 
   def map(self, record: Mapping[str, Any]) -> dict[str, Any]:
-    lq, gt = resize_pair(
-        np.asarray(record['lq']),
-        np.asarray(record['gt']),
-        self.resize,
-        size=self.resize_size,
-    )
+    lq, gt = _resize_record(record, self.resize, self.resize_size)
     lq, gt = _as_float32(lq), _as_float32(gt)
     h, w = gt.shape[:2]
     lq = padding.pad_to(lq, self.padded_shape(h, w))

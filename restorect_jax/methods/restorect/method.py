@@ -206,13 +206,18 @@ class RestoRect:
     sch, lr = config.schedule, config.optim.lr
     shift = 1 if sch.get('count_from_one', True) else 0
     if _stage(config) == 's1':
-      schedules = {'main': optim.shifted(optim.cosine_restart_cyclic(
-          lr, sch.periods, sch.restart_weights, sch.eta_mins), shift)}
+      # BasicSR steps this scheduler only when current_iter > 1, so
+      # reference iteration it runs at position it − 1: our 0-based step
+      # (shared/parity/train_steps s1_step; a cycle owns its last step).
+      schedules = {'main': optim.cosine_restart_cyclic(
+          lr, sch.periods, sch.restart_weights, sch.eta_mins)}
       trainable = [r'^model\.'] + (
           [r'^constraints\.'] if config.switches.learnable_constraints
           else [])
       return {'main': optim.adamw(schedules['main'], config.optim, params,
                                   trainable)}, schedules
+    # Phase 1's formula reads current_iter (1-based) directly; phase 2's
+    # reads current_iter − encoder_iter, 0 at its first step.
     schedules = {
         'phase1': optim.shifted(optim.step_decay(
             lr, sch.phase1_every, sch.phase1_gamma), shift),

@@ -52,10 +52,36 @@ def load_predictor():
     return loading.from_workdir(CHECKPOINT.value, which=WHICH.value)
   if not MODEL.value:
     raise app.UsageError('--weights needs --model.')
+  try:
+    overrides = json.loads(MODEL_KWARGS.value)
+  except ValueError as e:
+    raise app.UsageError(f'--model_kwargs is not JSON: {e}') from e
   return loading.from_weights(
       MODEL.value, WEIGHTS.value, variant=VARIANT.value,
-      overrides=json.loads(MODEL_KWARGS.value), decom=DECOM.value,
+      overrides=overrides, decom=DECOM.value,
       channel_order=CHANNEL_ORDER.value, sampler=SAMPLER.value)
+
+
+def output_dir(path: str, flag: str) -> str:
+  """Creates the output folder ``path`` (of ``--flag``) or says why not.
+
+  Called before any model is loaded, so a wrong output fails at once.
+
+  Raises:
+    NotADirectoryError: ``path`` (or a parent) is a file.
+    PermissionError: the folder cannot be written.
+  """
+  import os  # pylint: disable=g-import-not-at-top
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise NotADirectoryError(f'--{flag} {path} is a file; expected a folder.')
+  try:
+    os.makedirs(path, exist_ok=True)
+  except OSError as e:
+    raise type(e)(f'--{flag} {path}: cannot create the folder '
+                  f'({e.strerror or e}).') from e
+  if not os.access(path, os.W_OK | os.X_OK):
+    raise PermissionError(f'--{flag} {path}: the folder is not writable.')
+  return path
 
 
 def start(argv: list[str]) -> None:

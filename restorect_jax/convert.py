@@ -40,8 +40,10 @@ CLI::
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -81,6 +83,18 @@ class ConversionError(ValueError):
 # ----------------------------------------------------------------------------
 
 
+_NUMERIC_KINDS = frozenset('biuf')
+_ZIP_MAGIC = (b'PK\x03\x04', b'PK\x05\x06')
+_PICKLE_MAGIC = b'\x80'
+
+
+class StateDict(dict):
+  """A flat ``{key: np.ndarray}`` that remembers the file it came from
+  (``source``), so a mismatch with the model can name the file."""
+
+  source: str = ''
+
+
 def _to_numpy(value: Any, key: str) -> np.ndarray:
   if hasattr(value, 'detach'):  # torch.Tensor
     value = value.detach().cpu()
@@ -90,7 +104,11 @@ def _to_numpy(value: Any, key: str) -> np.ndarray:
   if not isinstance(value, np.ndarray) and not np.isscalar(value):
     raise ConversionError(
         f'State-dict entry {key!r} is a {type(value).__name__}, not a tensor.')
-  return np.asarray(value)
+  value = np.asarray(value)
+  if value.dtype.kind not in _NUMERIC_KINDS or value.dtype.fields:
+    raise ConversionError(
+        f'State-dict entry {key!r} has dtype {value.dtype}; expected numbers.')
+  return value
 
 
 def unwrap_state_dict(obj: Mapping[str, Any], *, prefer: str = 'params_ema'
@@ -127,37 +145,107 @@ def strip_data_parallel_prefix(sd: Mapping[str, Any]) -> dict[str, Any]:
   return dict(sd)
 
 
-def load_state_dict(path: str, *, prefer: str = 'params_ema') -> ArrayDict:
-  """Loads a PyTorch state dict from ``.pth``/``.pt`` (torch) or ``.npz``.
+def _first_line(e: BaseException) -> str:
+  lines = str(e).strip().splitlines()
+  return f'{type(e).__name__}: {lines[0][:300]}' if lines else (
+      type(e).__name__)
 
-  ``.pth`` files are read with ``torch.load(weights_only=True)`` and ``.npz``
-  with ``allow_pickle=False``: a file holding pickled objects is refused.
 
-  Raises:
-    FileNotFoundError: no such file.
-    ConversionError: unreadable, hostile or non-tensor content.
-  """
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f'No state-dict file at {path!r}.')
-  if path.endswith('.npz'):
-    try:
-      with np.load(path, allow_pickle=False) as z:
-        return unwrap_state_dict({k: z[k] for k in z.files}, prefer=prefer)
-    except (ValueError, OSError, zipfile.BadZipFile) as e:
-      raise ConversionError(f'Could not read {path!r} as .npz: {e}') from e
+def _torch_refusal(e: BaseException) -> str:
+  """Why ``torch.load(weights_only=True)`` refused a file, in a few words."""
+  m = re.search(r'WeightsUnpickler error:\s*(.+?)(?:\n\s*\n|$)', str(e),
+                re.S)
+  if not m:
+    return _first_line(e)
+  return re.split(r'\.\s', m[1].strip().splitlines()[0])[0][:200]
+
+
+def _read_npz(path: str, head: bytes) -> dict[str, np.ndarray]:
+  if head.startswith(_PICKLE_MAGIC):
+    raise ConversionError(
+        f'{path}: refused: a Python pickle, not an .npz archive (pickles can '
+        'run code; expected a zip of .npy arrays, as numpy.savez writes).')
+  if not head.startswith(_ZIP_MAGIC):
+    raise ConversionError(
+        f'{path}: not an .npz archive (expected a zip of .npy arrays, as '
+        f'numpy.savez writes; the file starts with {head[:8]!r}).')
+  try:
+    with np.load(path, allow_pickle=False) as z:
+      out = {}
+      for k in z.files:
+        try:
+          out[k] = z[k]
+        except ValueError as e:
+          raise ConversionError(
+              f'{path}: refused: entry {k!r} is an object array (pickled '
+              'Python objects can run code; expected numeric arrays).') from e
+      return out
+  except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+    if isinstance(e, ConversionError):
+      raise
+    raise ConversionError(f'{path}: cannot be read as .npz '
+                          f'({_first_line(e)}).') from e
+
+
+def _read_pth(path: str, head: bytes) -> Any:
+  if not (head.startswith(_ZIP_MAGIC) or head.startswith(_PICKLE_MAGIC)):
+    raise ConversionError(
+        f'{path}: not a PyTorch checkpoint (expected a file written by '
+        f'torch.save; it starts with {head[:8]!r}).')
   try:
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError as e:
     raise ConversionError(
-        f'Reading {path!r} needs PyTorch (pip install "restorect_jax[torch]")'
+        f'Reading {path} needs PyTorch (pip install "restorect_jax[torch]")'
         ', or convert it to .npz of name → array first.') from e
   try:
-    obj = torch.load(path, map_location='cpu', weights_only=True)
-  except Exception as e:  # torch raises many types for bad/hostile files.
+    with warnings.catch_warnings():
+      # torch warns about pickle protocols before refusing hostile files.
+      warnings.simplefilter('ignore', UserWarning)
+      return torch.load(path, map_location='cpu', weights_only=True)
+  except pickle.UnpicklingError as e:
     raise ConversionError(
-        f'Refusing or unable to load {path!r} with weights_only=True: '
-        f'{type(e).__name__}: {str(e).splitlines()[0][:300]}') from e
-  return unwrap_state_dict(obj, prefer=prefer)
+        f'{path}: refused: it holds pickled Python objects other than '
+        'tensors, which could run code (torch.load with weights_only=True '
+        f'rejected it: {_torch_refusal(e)}).') from e
+  except Exception as e:  # torch raises many types for damaged files.
+    raise ConversionError(
+        f'{path}: cannot be read as a PyTorch checkpoint with '
+        f'weights_only=True ({_first_line(e)}).') from e
+
+
+def load_state_dict(path: str, *, prefer: str = 'params_ema') -> StateDict:
+  """Loads a PyTorch state dict from ``.pth``/``.pt`` (torch) or ``.npz``.
+
+  ``.pth`` files are read with ``torch.load(weights_only=True)`` and ``.npz``
+  with ``allow_pickle=False``: a file holding pickled objects is refused
+  without running anything. The file's first bytes are checked first, so an
+  empty, text or pickle file gets an error saying what it is.
+
+  Returns:
+    The flat state dict; its ``source`` is ``path``.
+
+  Raises:
+    FileNotFoundError: no such file.
+    ConversionError: unreadable, hostile or non-tensor content (the message
+      starts with the path).
+  """
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'No state-dict file at {path!r}.')
+  with open(path, 'rb') as f:
+    head = f.read(16)
+  kind = 'an .npz archive' if path.endswith('.npz') else (
+      'a PyTorch state dict')
+  if not head:
+    raise ConversionError(f'{path}: the file is empty (expected {kind}).')
+  obj = _read_npz(path, head) if path.endswith('.npz') else _read_pth(
+      path, head)
+  try:
+    sd = StateDict(unwrap_state_dict(obj, prefer=prefer))
+  except ConversionError as e:
+    raise ConversionError(f'{path}: {e}') from e
+  sd.source = path
+  return sd
 
 
 def save_state_dict(sd: Mapping[str, np.ndarray], path: str, *,
@@ -288,6 +376,7 @@ def torch_to_flax(sd: Mapping[str, np.ndarray], template: Mapping[str, Any],
     ConversionError: listing every unmapped, missing, mis-shaped or
       inconsistent key.
   """
+  sd_in = sd
   targets = flatten_variables(template)
   sd, errors = _fold_duplicates(
       {k: np.asarray(v) for k, v in sd.items()}, set(targets))
@@ -314,7 +403,7 @@ def torch_to_flax(sd: Mapping[str, np.ndarray], template: Mapping[str, Any],
       _set_path(out, path, np.asarray(leaf))
     else:
       missing.append(key)
-  problems = []
+  problems, counts = [], []
   for title, items in (('unmapped (in the checkpoint, not in the model)',
                         unmapped),
                        ('missing (in the model, not in the checkpoint)',
@@ -322,11 +411,15 @@ def torch_to_flax(sd: Mapping[str, np.ndarray], template: Mapping[str, Any],
                        ('mis-shaped', misshaped),
                        ('inconsistent duplicates', errors)):
     if items:
+      counts.append(f'{len(items)} {title.split(" (")[0]}')
       problems.append(f'{len(items)} {title}:\n  ' + '\n  '.join(
           sorted(items)))
   if problems:
-    raise ConversionError('State dict does not match the model.\n' +
-                          '\n'.join(problems))
+    source = getattr(sd_in, 'source', '')
+    raise ConversionError(
+        f'{source + ": " if source else ""}state dict does not match the '
+        f'model ({", ".join(counts)} keys; listed below; the wrong --model '
+        'or --variant?).\n' + '\n'.join(problems))
   return out
 
 
@@ -383,10 +476,26 @@ def template_for(model_name: str, variant: str = 'default',
 
 
 def run(argv: list[str] | None = None) -> int:
-  """Entry point of ``python -m restorect_jax.convert``."""
+  """Converts as the command line ``argv`` says; errors propagate."""
+  return _convert(_parse(argv))
+
+
+def main(argv: list[str] | None = None) -> int:
+  """Entry point of ``python -m restorect_jax.convert``.
+
+  A bad input (unreadable, hostile or mismatched weights, an existing
+  output without ``--overwrite``) ends in one ``error:`` line and exit
+  status 1 (2 for a wrong command line); ``--verbosity=1`` shows the
+  traceback.
+  """
+  from restorect_jax import cli_errors  # pylint: disable=g-import-not-at-top
+  args = _parse(argv)
+  return cli_errors.guard(_convert, verbose=lambda: args.verbosity >= 1)(
+      args)
+
+
+def _parse(argv: list[str] | None) -> Any:
   import argparse  # pylint: disable=g-import-not-at-top
-  import json  # pylint: disable=g-import-not-at-top
-  from restorect_jax.core import checkpoint_io  # pylint: disable=g-import-not-at-top
   parser = argparse.ArgumentParser(
       prog='python -m restorect_jax.convert',
       description=(
@@ -418,11 +527,27 @@ def run(argv: list[str] | None = None) -> int:
   parser.add_argument('--basicsr_wrap', action='store_true',
                       help='Write .pth as {"params": sd, "params_ema": sd}.')
   parser.add_argument('--overwrite', action='store_true',
-                      help='Replace an existing output.')
-  args = parser.parse_args(argv)
+                      help='Replace an existing output (file, or a weights '
+                      'directory written by this converter).')
+  parser.add_argument('--verbosity', type=int, default=0,
+                      help='1 or more: show tracebacks of errors.')
+  return parser.parse_args(argv)
+
+
+def _convert(args: Any) -> int:
+  """The conversion :func:`run` parsed ``args`` for."""
+  import json  # pylint: disable=g-import-not-at-top
+  from absl import app  # pylint: disable=g-import-not-at-top
+  from restorect_jax.core import checkpoint_io  # pylint: disable=g-import-not-at-top
   if os.path.exists(args.output) and not args.overwrite:
-    parser.error(f'{args.output} exists; pass --overwrite to replace it.')
-  overrides = json.loads(args.model_kwargs)
+    raise app.UsageError(f'{args.output} exists; pass --overwrite to '
+                         'replace it.')
+  if os.path.abspath(args.output) == os.path.abspath(args.input):
+    raise app.UsageError(f'--output {args.output} is the input.')
+  try:
+    overrides = json.loads(args.model_kwargs)
+  except ValueError as e:
+    raise app.UsageError(f'--model_kwargs is not JSON: {e}') from e
   preset = PRESETS[args.model]
   if os.path.isdir(args.input):
     variables = checkpoint_io.load_variables(args.input)
@@ -442,7 +567,7 @@ def run(argv: list[str] | None = None) -> int:
       allow_missing=allow_missing)
   checkpoint_io.save_variables(variables, args.output, metadata={
       'model': args.model, 'variant': args.variant, 'overrides': overrides,
-      'source': os.path.abspath(args.input)})
+      'source': os.path.abspath(args.input)}, overwrite=args.overwrite)
   n = sum(int(np.prod(np.shape(x))) for x in jax.tree.leaves(
       variables['params']))
   print(f'Wrote Flax variables ({n:,} parameters) to {args.output}')
@@ -450,4 +575,4 @@ def run(argv: list[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-  raise SystemExit(run())
+  raise SystemExit(main())

@@ -44,6 +44,7 @@ from absl import app
 from absl import flags
 
 from restorect_jax import cli_common
+from restorect_jax import cli_errors
 
 flags.adopt_module_key_flags(cli_common)
 
@@ -85,7 +86,8 @@ _FID_FLAVOUR = flags.DEFINE_enum(
 _SCORE_INPUT = flags.DEFINE_boolean(
     'score_input', False, 'Also score the degraded input, reported as '
     'rf_steps 0 (the baseline every output should beat).')
-_MAX_IMAGES = flags.DEFINE_integer('max_images', 0, 'Stop after N (0: all).')
+_MAX_IMAGES = flags.DEFINE_integer('max_images', 0, 'Stop after N (0: all).',
+                                   lower_bound=0)
 _OUTPUT_DIR = flags.DEFINE_string('output_dir', None,
                                   'Where the CSV / JSON / plot go.')
 _SAVE_IMAGES = flags.DEFINE_boolean('save_images', False,
@@ -129,18 +131,38 @@ def _records(items):
   """Records read lazily; a file that cannot be read becomes an error."""
   from restorect_jax.data import image_io  # pylint: disable=g-import-not-at-top
   for name, lq_path, gt_path in items:
+    reading = lq_path
     try:
       lq = image_io.uint8_to_float32(image_io.read_image_uint8(lq_path))
       gt = None
       if gt_path:
+        reading = gt_path
         gt = image_io.uint8_to_float32(image_io.read_image_uint8(gt_path))
         if gt.shape != lq.shape:
-          raise ValueError(f'size mismatch: {lq_path} is {lq.shape[:2]} but '
-                           f'{gt_path} is {gt.shape[:2]}')
+          raise ValueError(f'size mismatch: {lq_path} is '
+                           f'{lq.shape[1]}x{lq.shape[0]} but {gt_path} is '
+                           f'{gt.shape[1]}x{gt.shape[0]}')
     except (ValueError, OSError) as e:
-      yield {'name': name, 'error': f'{lq_path}: {e}'}
+      why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+      yield {'name': name,
+             'error': why if reading in why else f'{reading}: {why}'}
       continue
     yield {'name': name, 'lq': lq, 'gt': gt}
+
+
+def _steps_and_seeds() -> tuple[list[int], list[int]]:
+  """``--rf_steps`` and ``--seeds`` as integers (steps >= 1)."""
+  try:
+    steps = [int(s) for s in _STEPS.value]
+    seeds = [int(s) for s in _SEEDS.value]
+  except ValueError as e:
+    raise app.UsageError(f'--rf_steps and --seeds take integers: {e}') from e
+  if steps and min(steps) < 1:
+    raise app.UsageError('--rf_steps must be >= 1 (use --score_input for '
+                         'the degraded input).')
+  if not seeds:
+    raise app.UsageError('--seeds needs at least one seed.')
+  return steps, seeds
 
 
 def main(argv):
@@ -152,60 +174,72 @@ def main(argv):
   from restorect_jax.evaluation import row_log  # pylint: disable=g-import-not-at-top
   from restorect_jax.evaluation.evaluator import Evaluator  # pylint: disable=g-import-not-at-top
   from restorect_jax.inference import loading  # pylint: disable=g-import-not-at-top
+  # Everything that can be checked is, before the first image: flags, the
+  # data, the output folder and every weight file (model, DecomNet, the
+  # extra metrics').
   try:
     protocols = [protocols_lib.get(n) for n in _PROTOCOLS.value]
   except ValueError as e:
     raise app.UsageError(str(e)) from e
+  steps_list, seed_list = _steps_and_seeds()
   items, data_desc, sigma = _resolve_data()
+  if not items:
+    raise FileNotFoundError(f'{data_desc}: no images to evaluate.')
   paired = any(gt for _, _, gt in items)
-  try:
-    steps_list = [int(s) for s in _STEPS.value]
-  except ValueError as e:
-    raise app.UsageError(f'--rf_steps: {e}') from e
-  if steps_list and min(steps_list) < 1:
-    raise app.UsageError('--rf_steps must be >= 1 (use --score_input for '
-                         'the degraded input).')
-  try:
-    predictor = cli_common.load_predictor()
-  except (ValueError, FileNotFoundError, OSError) as e:
-    sys.exit(f'error: {e}')
+  out_dir = cli_common.output_dir(_OUTPUT_DIR.value, 'output_dir')
+  predictor = cli_common.load_predictor()
   if predictor.needs_gt and not paired:
-    sys.exit('error: this model sees the ground truth (an S1 teacher): it '
-             'evaluates on paired data only.')
+    raise ValueError(f'{cli_common.CHECKPOINT.value}: this model sees the '
+                     'ground truth (an S1 teacher): it evaluates on paired '
+                     'data only.')
   steps_list = steps_list or [predictor.default_steps]
   if _SCORE_INPUT.value:
     steps_list = [0] + steps_list
-  seeds: list[int | None] = [int(s) for s in _SEEDS.value]
+  seeds: list[int | None] = list(seed_list)
   if not predictor.stochastic:
     seeds = [None]  # deterministic sampler: one run per step count
   extra = extra_metrics.ExtraMetrics(
       {p.name: extra_metrics.requests_for(p, paired, _EXTRA.value)
        for p in protocols}, _FID_WEIGHTS.value, _FID_FLAVOUR.value)
+  extra.preload()
   evaluator = Evaluator([p.name for p in protocols],
                         max_images=_MAX_IMAGES.value, noise_sigma=sigma,
                         extra=extra)
-  out_dir = _OUTPUT_DIR.value
-  os.makedirs(out_dir, exist_ok=True)
   print(f'Model: {loading.describe(predictor)}')
   print(f'Data: {data_desc} ({"paired" if paired else "unpaired"}, '
         f'{len(items)} images{", σ=%.4g" % sigma if sigma else ""})')
+  lq_paths = {name: lq for name, lq, _ in items}
   jsonl = row_log.RowLog(os.path.join(out_dir, 'per_image.jsonl'))
   failures: list[str] = []
+
+  def fail(name: str, why: str) -> None:
+    # Failures are named by file, once each (a file fails for every step).
+    line = f'{lq_paths.get(name, name)}: {why}'
+    if line not in failures:
+      failures.append(line)
+      print(f'FAILED {line}', file=sys.stderr)
+
   t0 = time.time()
   for steps in steps_list:
     for seed in seeds:
       save = None
       if _SAVE_IMAGES.value:
         folder = os.path.join(out_dir, 'images', f'steps{steps}_seed{seed}')
-        save = lambda name, out, folder=folder: image_io.write_png(
-            out, os.path.join(folder, name + '.png'), overwrite=True)
+
+        def save(name, out, folder=folder):
+          try:
+            image_io.write_png(out, os.path.join(folder, name + '.png'),
+                               overwrite=True)
+          except (OSError, ValueError) as e:
+            fail(name, f'scored, but its image was not saved: '
+                 f'{type(e).__name__}: {e}')
+
       res = evaluator.run(predictor, _records(items), steps=steps, seed=seed,
                           on_image=jsonl.append, save=save,
                           continue_on_error=True)
       for f in res.failures:
-        if f not in failures:
-          failures.append(f)
-          print(f'FAILED {f}', file=sys.stderr)
+        name, _, why = f.partition(': ')
+        fail(name, why)
       for r in res.rows:
         if r.image == reporting.DATASET_ROW:
           jsonl.append([r])
@@ -245,4 +279,4 @@ def main(argv):
 
 if __name__ == '__main__':
   flags.mark_flags_as_required(['output_dir'])
-  app.run(main)
+  cli_errors.run(main)

@@ -7,7 +7,12 @@ evaluator (``config.evals``) and predictor as training and the evaluate
 CLI. ``--imports=pkg.module`` imports modules that register methods defined
 outside the package. Override any config value with
 ``--config.key=value``; the config is locked, so a key that does not exist
-is an error.
+is an error. A wrong flag, config key (with the closest existing key) or
+step count, an unreadable weight file (``config.decom_init``) or a damaged
+checkpoint is one ``error:`` line (exit status 2 for the command line, 1
+otherwise; ``--verbosity=1`` shows the traceback). A resumed run whose
+latest checkpoint is damaged warns, sets it aside and resumes from the
+newest good one.
 
 Multi-process runs (several hosts, or one process per GPU) call
 ``jax.distributed.initialize()`` first: automatically under Slurm, Open MPI,
@@ -28,6 +33,7 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from restorect_jax import cli_errors
 from restorect_jax import config_lib
 from restorect_jax.core import runtime
 from restorect_jax.core import sharding
@@ -49,9 +55,36 @@ _DISTRIBUTED = flags.DEFINE_bool(
     'JAX_COORDINATOR_ADDRESS).')
 
 
+# Config values that count steps: (key, smallest allowed value).
+_STEP_COUNTS = (('total_steps', 1), ('rf_steps', 1), ('ckpt_steps', 0),
+                ('eval_steps', 0), ('log_training_steps', 0),
+                ('keep_ckpts', 1), ('phase1_steps', 0))
+
+
+def check_step_counts(config) -> None:
+  """Refuses step counts below their minimum (``--config.total_steps=0``).
+
+  Raises:
+    app.UsageError: naming the first such key.
+  """
+  for key, least in _STEP_COUNTS:
+    value = config.get(key)
+    if value is not None and int(value) < least:
+      raise app.UsageError(f'--config.{key}={value}: must be >= {least}.')
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  try:
+    config = _CONFIG.value
+    config.get('total_steps')  # a config file that failed to load raises
+  except Exception as e:  # pylint: disable=broad-except
+    # ml_collections defers a config file's load error to the first use of
+    # the config; its last line says why.
+    lines = str(e).strip().splitlines() or [type(e).__name__]
+    raise app.UsageError(f'--config: {lines[-1].strip()}') from e
+  check_step_counts(config)
   runtime.enable_compilation_cache()
   runtime.quiet_logging()
   multi = sharding.initialize_distributed(_DISTRIBUTED.value)
@@ -64,7 +97,7 @@ def main(argv):
   from restorect_jax import methods  # pylint: disable=g-import-not-at-top
   from restorect_jax import train  # pylint: disable=g-import-not-at-top
   methods.import_modules(_IMPORTS.value)
-  config, workdir = _CONFIG.value, _WORKDIR.value
+  workdir = _WORKDIR.value
   if _MODE.value == 'train':
     result = train.train_and_evaluate(config, workdir)
   else:
@@ -76,4 +109,4 @@ def main(argv):
 if __name__ == '__main__':
   config_lib.add_configs_root(sys.argv)
   flags.mark_flags_as_required(['config', 'workdir'])
-  app.run(main)
+  cli_errors.run(main)

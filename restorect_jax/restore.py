@@ -39,6 +39,7 @@ from absl import flags
 from absl import logging
 
 from restorect_jax import cli_common
+from restorect_jax import cli_errors
 
 flags.adopt_module_key_flags(cli_common)
 
@@ -53,12 +54,16 @@ flags.DEFINE_alias('steps', 'rf_steps')
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed of the RestoRect priors.')
 _ENSEMBLE = flags.DEFINE_enum('ensemble', '', ['', 'x8'],
                               'Self-ensemble over the 8 flips/rotations.')
-_TILE = flags.DEFINE_integer('tile', 0, 'Tile size (0: automatic).')
-_OVERLAP = flags.DEFINE_integer('tile_overlap', 32, 'Tile overlap (px).')
+_TILE = flags.DEFINE_integer('tile', 0, 'Tile size (0: automatic).',
+                             lower_bound=0)
+_OVERLAP = flags.DEFINE_integer('tile_overlap', 32, 'Tile overlap (px).',
+                                lower_bound=0)
 _MAX_PIXELS = flags.DEFINE_integer(
     'max_pixels', 1024 * 1024,
-    'Images with more pixels are tiled automatically (0: never).')
-_TILE_BATCH = flags.DEFINE_integer('tile_batch', 1, 'Tiles per forward.')
+    'Images with more pixels are tiled automatically (0: never).',
+    lower_bound=0)
+_TILE_BATCH = flags.DEFINE_integer('tile_batch', 1, 'Tiles per forward.',
+                                   lower_bound=1)
 _BUCKETS = flags.DEFINE_boolean(
     'buckets', False, 'Pad to shape buckets (one compile per bucket) instead '
     'of to the next model multiple (the default, equal to every other '
@@ -143,19 +148,18 @@ def main(argv):
   cli_common.start(argv)
   from restorect_jax.data import image_io  # pylint: disable=g-import-not-at-top
   from restorect_jax.inference import loading  # pylint: disable=g-import-not-at-top
-  try:
-    files = image_io.list_inputs(_INPUT.value)
-    targets = output_names(files, _OUTPUT.value)
-    predictor = cli_common.load_predictor()
-    if predictor.needs_gt:
-      raise ValueError(f'{_FLAGS_SOURCE()} is an S1 teacher run: the '
-                       'teacher needs the ground truth; restore with an S2 '
-                       '(student) or IR-Flow run.')
-  except (ValueError, FileNotFoundError, OSError) as e:
-    sys.exit(f'error: {e}')
+  # Everything that can be checked before the first image is: inputs,
+  # output names and folder, every weight file.
+  files = image_io.list_inputs(_INPUT.value)
+  targets = output_names(files, _OUTPUT.value)
+  cli_common.output_dir(_OUTPUT.value, 'output')
+  predictor = cli_common.load_predictor()
+  if predictor.needs_gt:
+    raise ValueError(f'{_FLAGS_SOURCE()} is an S1 teacher run: the teacher '
+                     'needs the ground truth; restore with an S2 (student) '
+                     'or IR-Flow run.')
   steps = predictor.steps_or_default(_STEPS.value)
   logging.info('Predictor: %s', loading.describe(predictor))
-  os.makedirs(_OUTPUT.value, exist_ok=True)
   failed, skipped, t0 = [], [], time.time()
   for i, path in enumerate(files):
     out_path = targets[path]
@@ -179,9 +183,10 @@ def main(argv):
           progress=progress)
       image_io.write_png(out, out_path, overwrite=_OVERWRITE.value)
     except Exception as e:  # pylint: disable=broad-except
-      # One bad image (unreadable, too small, non-finite) never stops the
-      # folder; every failure is listed at the end.
-      failed.append((path, f'{type(e).__name__}: {e}'.splitlines()[0]))
+      # One bad image (unreadable, too small, non-finite, unwritable) never
+      # stops the folder; every failure is listed at the end.
+      why = (str(e).strip().splitlines() or [''])[0]
+      failed.append((path, f'{type(e).__name__}: {why}'))
       print(f'{tag}: FAILED: {failed[-1][1]}', file=sys.stderr)
       continue
     print(f'\r{tag} -> {out_path} ({image.shape[1]}x{image.shape[0]}, '
@@ -202,4 +207,4 @@ def _FLAGS_SOURCE() -> str:  # pylint: disable=invalid-name
 
 if __name__ == '__main__':
   flags.mark_flags_as_required(['input', 'output'])
-  app.run(main)
+  cli_errors.run(main)

@@ -17,8 +17,9 @@ import numpy as np
 from PIL import Image
 
 from restorect_jax.core import checkpoint_io
-from restorect_jax import predictors
 from restorect_jax import restore
+from restorect_jax.methods.irflow import predictor as irflow_predictor
+from restorect_jax.methods.restorect import predictor as restorect_predictor
 from restorect_jax.models import DecomNet
 from restorect_jax.models import Model
 from restorect_jax.models import init_variables
@@ -177,12 +178,12 @@ class TiledRestoreTest(absltest.TestCase):
   def setUpClass(cls):
     super().setUpClass()
     img = jnp.zeros((1, 32, 32, 3))
-    cls.irflow = predictors.irflow_predictor(
+    cls.irflow = irflow_predictor.irflow_predictor(
         init_variables(Model('irflow', 'tiny'), 0, img[:, :16, :16],
                        jnp.zeros((1,), jnp.int32))['params'],
         model=Model('irflow', 'tiny'), info={})
     z = jnp.zeros((1, 256))
-    cls.restorect = predictors.restorect_predictor(
+    cls.restorect = restorect_predictor.student_predictor(
         init_variables(Model('interface', 'demo'), 0, img,
                        jnp.zeros((1, 32, 32, 4)), z, z),
         init_variables(DecomNet(), 1, img), model=Model('interface', 'demo'),
@@ -190,11 +191,10 @@ class TiledRestoreTest(absltest.TestCase):
     cls.image = _photo(96, 120, 0).astype(np.float32) / 255
 
   def _both(self, predictor):
-    rng = jax.random.key(0)
-    full = restore.restore_image(predictor, self.image, steps=2, rng=rng,
-                                 buckets=False)
-    tiled = restore.restore_image(predictor, self.image, steps=2, rng=rng,
-                                  tile=64, overlap=32)
+    kw = dict(name='photo.png', seed=0, steps=2)
+    full = restore.restore_image(predictor, self.image, buckets=False, **kw)
+    tiled = restore.restore_image(predictor, self.image, tile=64, overlap=32,
+                                  **kw)
     return full, tiled
 
   def test_irflow_tiled_equals_untiled(self):

@@ -7,6 +7,7 @@ from absl.testing import absltest, parameterized
 from scipy import ndimage
 
 from restorect_jax.methods.irflow import flow as irf
+from restorect_jax.methods.irflow import losses as irl
 
 _SHAPE = (2, 6, 5, 3)  # (B, H, W, C)
 # Every N the spec's oracle check and sweeps cover (spec §5).
@@ -340,19 +341,19 @@ class MatchingLossTest(absltest.TestCase):
     # l2: (0.25 + 4)/2 = 2.125, 9/2 = 4.5 → 3.3125.
     # sl1 (β 1): (0.125 + 1.5)/2 = 0.8125, (0 + 2.5)/2 = 1.25 → 1.03125.
     for kind, want in (('l1', 1.375), ('l2', 3.3125), ('sl1', 1.03125)):
-      got = irf.matching_loss(self.pred, self.target, kind)
+      got = irl.matching_loss(self.pred, self.target, kind)
       self.assertEqual(got.shape, ())
       self.assertAlmostEqual(float(got), want, places=6, msg=kind)
     self.assertAlmostEqual(
-        float(irf.matching_loss(self.pred, self.target)), 3.3125, places=6)
+        float(irl.matching_loss(self.pred, self.target)), 3.3125, places=6)
 
   def test_unknown_kind(self):
     with self.assertRaises(ValueError):
-      irf.matching_loss(self.pred, self.target, 'l3')
+      irl.matching_loss(self.pred, self.target, 'l3')
 
   def test_ssim_identical_is_zero(self):
     a, _ = _images(shape=(2, 16, 16, 3))
-    np.testing.assert_allclose(irf.matching_loss(a, a, 'ssim'), 0.0,
+    np.testing.assert_allclose(irl.matching_loss(a, a, 'ssim'), 0.0,
                                atol=1e-6)
 
   def test_ssim_matches_numpy(self):
@@ -374,7 +375,7 @@ class MatchingLossTest(absltest.TestCase):
                 / ((m1**2 + m2**2 + 1e-4) * (v1 + v2 + 9e-4)))
         vals.append(ssim)
       per_sample.append(1 - np.mean(vals))
-    got = irf.matching_loss(jnp.float32(a), jnp.float32(b), 'ssim')
+    got = irl.matching_loss(jnp.float32(a), jnp.float32(b), 'ssim')
     np.testing.assert_allclose(got, np.mean(per_sample), rtol=1e-5)
     self.assertGreater(float(got), 0.5)
 
@@ -424,7 +425,7 @@ class MscTest(parameterized.TestCase):
     params = _init_params()
     n = 3
     def loss(p, k, mode):
-      return irf.msc_loss(lambda x, t: _model(p, x, t), lq, gt, k,
+      return irl.msc_loss(lambda x, t: _model(p, x, t), lq, gt, k,
                           mode=mode)
     @jax.jit
     def all_modes(p, k):
@@ -453,18 +454,20 @@ class MscTest(parameterized.TestCase):
     def boom(x, k):
       raise AssertionError('model called')
     lq, gt = _images()
-    out = irf.msc_loss(boom, lq, gt, 5, mode='off')
+    out = irl.msc_loss(boom, lq, gt, 5, mode='off')
     self.assertEqual(float(out), 0.0)
-    out = irf.training_loss(lambda x, k: x, lq, gt, jax.random.key(0),
+    draws = irl.draw_training(jax.random.key(0), 2, lq.shape, msc=False)
+    out = irl.training_loss(lambda x, k: x, lq, gt, draws,
                             msc_mode='off')[1]['msc']
     self.assertEqual(float(out), 0.0)
 
   def test_unknown_mode(self):
     lq, gt = _images()
     with self.assertRaises(ValueError):
-      irf.msc_loss(lambda x, k: x, lq, gt, 3, mode='nograd')
+      irl.msc_loss(lambda x, k: x, lq, gt, 3, mode='nograd')
     with self.assertRaises(ValueError):
-      irf.training_loss(lambda x, k: x, lq, gt, jax.random.key(0),
+      irl.training_loss(lambda x, k: x, lq, gt,
+                        irl.draw_training(jax.random.key(0), 2, lq.shape),
                         msc_mode='nograd')
 
 
@@ -480,9 +483,10 @@ class TrainingLossTest(absltest.TestCase):
       return _model(params, x, k)
     @jax.jit
     def run(rng):
-      return {'default': irf.training_loss(f, lq, gt, rng),
-              'options': irf.training_loss(
-                  f, lq, gt, rng, cumulative=False, loss_kind='l1',
+      draws = irl.draw_training(rng, 2, lq.shape)
+      return {'default': irl.training_loss(f, lq, gt, draws),
+              'options': irl.training_loss(
+                  f, lq, gt, draws, cumulative=False, loss_kind='l1',
                   match_weight=2.0, msc_weight=0.0)}
     got = run(rng)
     # Matching term with k (B,), one traced MSC step inside the scan with
@@ -502,7 +506,7 @@ class TrainingLossTest(absltest.TestCase):
     np.testing.assert_allclose(m['match'],
                                jnp.mean(jnp.square(pred - (x_t - gt))),
                                rtol=1e-6)
-    msc = irf.msc_loss(lambda x, k: _model(params, x, k), lq, gt, steps,
+    msc = irl.msc_loss(lambda x, k: _model(params, x, k), lq, gt, steps,
                        mode='reference')
     np.testing.assert_allclose(m['msc'], msc, rtol=1e-5)
     np.testing.assert_allclose(loss, m['match'] + 0.3 * m['msc'],
@@ -522,7 +526,8 @@ class TrainingLossTest(absltest.TestCase):
     lq, gt = _images()
     params = _init_params()
     def loss_fn(p, rng, mode):
-      return irf.training_loss(lambda x, k: _model(p, x, k), lq, gt, rng,
+      draws = irl.draw_training(rng, 2, lq.shape)
+      return irl.training_loss(lambda x, k: _model(p, x, k), lq, gt, draws,
                                msc_mode=mode)
     vg = jax.value_and_grad(loss_fn, has_aux=True)
     got = jax.jit(lambda p, rng: {m: vg(p, rng, m) for m in irf.MSC_MODES})(
@@ -547,7 +552,8 @@ class TrainingLossTest(absltest.TestCase):
     def f(x, k):
       seen.append((x, k))
       return _model(params, x, k)
-    loss, m = irf.training_loss(f, lq, gt, jax.random.key(0), base=True)
+    draws = irl.draw_training(jax.random.key(0), 2, lq.shape, msc=False)
+    loss, m = irl.training_loss(f, lq, gt, draws, base=True)
     self.assertLen(seen, 1)
     np.testing.assert_array_equal(seen[0][0], lq)
     self.assertIsNone(seen[0][1])
@@ -567,7 +573,9 @@ class TrainingLossTest(absltest.TestCase):
       def f(x, k):
         seen.append(x)
         return x
-      irf.training_loss(f, ignored, gt, rng, base=True, noise_sigma=sigma)
+      draws = irl.draw_training(rng, 2, gt.shape, noise_sigma=sigma,
+                                msc=False)
+      irl.training_loss(f, ignored, gt, draws, base=True, noise_sigma=sigma)
       return seen[0]
     lq0, lq0b, lq1 = (lq_of(jax.random.key(i)) for i in (0, 0, 1))
     noise = np.asarray(lq0 - gt)

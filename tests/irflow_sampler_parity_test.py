@@ -15,7 +15,8 @@ import numpy as np
 
 from restorect_jax import convert
 from restorect_jax.methods.irflow import flow as irflow_flow
-from restorect_jax import steps as steps_lib
+from restorect_jax.methods.irflow import losses as irflow_losses
+from restorect_jax.methods.irflow import predictor as irflow_predictor
 from restorect_jax.models import Model
 import testutil
 
@@ -59,15 +60,26 @@ class EulerParityTest(parameterized.TestCase):
     testutil.assert_close(self, got, self.fx.get(name),
                           self.fx.tolerance(name), name)
 
-  def test_predict_path_matches_with_rgb_order(self):
-    # irflow_predict (what evaluate/restore run) with channel_order='rgb'
-    # feeds the data as is, which is how the fixture fed its tensors.
-    got = steps_lib.irflow_predict(
-        {'model': self.variables['params']},
-        jnp.asarray(self.fx.get('in/x_lq')), model=self.net, num_steps=4,
-        channel_order='rgb')
+  def test_sample_matches_with_rgb_order(self):
+    # The predictor's jitted sampler with channel_order='rgb' feeds the
+    # data as is, which is how the fixture fed its tensors.
+    got = irflow_predictor.sample(
+        self.variables['params'], jnp.asarray(self.fx.get('in/x_lq')),
+        model=self.net, num_steps=4, channel_order='rgb')
     testutil.assert_close(self, got, self.fx.get('out/euler_N4'),
-                          self.fx.tolerance('out/euler_N4'), 'predict N4')
+                          self.fx.tolerance('out/euler_N4'), 'sample N4')
+
+  @parameterized.parameters(1, 4)
+  def test_predictor_matches(self, n):
+    # Predictor.predict: what training evaluation, evaluate and restore run
+    # (the fixture image is 40x40, not a multiple of 2**depth = 16).
+    p = irflow_predictor.irflow_predictor(
+        self.variables['params'], model=self.net, info={},
+        channel_order='rgb')
+    name = f'out/euler_N{n}'
+    got = p.predict(self.fx.get('in/x_lq')[0], steps=n, clip=False)
+    testutil.assert_close(self, got[None], self.fx.get(name),
+                          self.fx.tolerance(name), f'predictor N{n}')
 
 
 class LossParityTest(absltest.TestCase):
@@ -79,7 +91,7 @@ class LossParityTest(absltest.TestCase):
     x_t = irflow_flow.interpolate(lq, gt, t)
     target = irflow_flow.velocity_target(lq, gt, x_t)
     pred = net.apply(variables, x_t, jnp.asarray(t).reshape(-1))
-    loss = irflow_flow.matching_loss(pred, target, 'l2')
+    loss = irflow_losses.matching_loss(pred, target, 'l2')
     for name, got in (('out/x_t', x_t), ('out/target', target),
                       ('out/pred', pred), ('out/loss', loss)):
       testutil.assert_close(self, got, fx.get(name), fx.tolerance(name), name)

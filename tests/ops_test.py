@@ -22,6 +22,7 @@ import torch
 from absl.testing import absltest
 from absl.testing import parameterized
 
+from restorect_jax.ops import color
 from restorect_jax.ops import dihedral
 from restorect_jax.ops import filters
 from restorect_jax.ops import padding
@@ -144,6 +145,27 @@ class QuantizeTest(absltest.TestCase):
     # 0.49999997 + 0.5 rounds to 1.0 in float32 but not in float64.
     x = np.array([0.49999997], np.float32)
     self.assertEqual(quantize.quantize_255(x, 'half_up')[0], 0)
+
+
+class ColorTest(absltest.TestCase):
+
+  def test_gray_u8_equals_cv2(self):
+    img = np.random.default_rng(4).integers(0, 256, (61, 77, 3), np.uint8)
+    for ipp in (False, True):
+      old = cv2.ipp.useIPP()
+      cv2.ipp.setUseIPP(ipp)
+      try:
+        want = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+      finally:
+        cv2.ipp.setUseIPP(old)
+      np.testing.assert_array_equal(color.gray_cv2_u8(img), want)
+
+  def test_gray_f32_within_two_ulp_of_cv2(self):
+    x = np.random.default_rng(5).random((61, 77, 3), dtype=np.float32)
+    for swapped, code in ((False, cv2.COLOR_RGB2GRAY),
+                          (True, cv2.COLOR_BGR2GRAY)):
+      np.testing.assert_array_max_ulp(color.gray_cv2_f32(x, swapped),
+                                      cv2.cvtColor(x, code), maxulp=2)
 
 
 class FiltersTest(absltest.TestCase):

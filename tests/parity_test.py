@@ -179,8 +179,10 @@ class ParityTest(parameterized.TestCase):
     # The recorded rex_lq_odd is Decom(lq_odd_padded) with these weights.
     padded, _ = layers.reflect_pad_to_multiple(lq_odd, 8)
     r, l = DecomNet().apply(params['decom_low'], padded)
+    # Tolerance: the DecomNet fixture's own (out/R; out/L is tighter).
     testutil.assert_close(self, jnp.concatenate([r, l], -1),
-                          fx.get('in/rex_lq_odd'), 1e-5, 'rex_lq_odd')
+                          fx.get('in/rex_lq_odd'), dfx.tolerance('out/R'),
+                          'rex_lq_odd')
     out = inference.restore_with_noise(
         params, lq_odd, fx.get('noise/rex_odd'), fx.get('noise/img_odd'),
         rf_steps=5, model=net, clip=False)

@@ -292,6 +292,29 @@ class RestoreTiledTest(parameterized.TestCase):
                                overlap=4)
     np.testing.assert_allclose(out, img[..., :1] * 2, atol=1e-6)
 
+  @parameterized.parameters(1, 3, 4)
+  def test_progress_after_each_batch(self, batch):
+    # 77x101 pads to 80x104: 3 x 4 = 12 tiles of 32 with overlap 8.
+    img = _image(77, 101)
+    pred = _Recorder(_pointwise)
+    calls = []  # (done, total, predict calls so far)
+    out = tiling.restore_tiled(
+        pred, img, tile=32, overlap=8, batch=batch,
+        progress=lambda done, total: calls.append(
+            (done, total, len(pred.shapes))))
+    total = 12
+    batches = -(-total // batch)
+    want = [min((k + 1) * batch, total) for k in range(batches)]
+    self.assertEqual([c[:2] for c in calls], [(d, total) for d in want])
+    # A batch is reported once blended: its predict call and at most the
+    # next one (dispatched ahead) have been made.
+    for k, (_, _, made) in enumerate(calls):
+      self.assertIn(made, (k + 1, min(k + 2, batches)))
+    # The callback changes nothing.
+    np.testing.assert_array_equal(
+        out, tiling.restore_tiled(pred, img, tile=32, overlap=8,
+                                  batch=batch))
+
   def test_bad_arguments(self):
     img = _image(40, 50)
     with self.assertRaisesRegex(ValueError, 'multiple of 8'):

@@ -6,6 +6,15 @@ three items: ``state`` (step, params, EMA params, optimizer states, rng),
 config, the teacher checkpoint's path and hash). Orbax finalises each step
 directory atomically (written under a temporary name, then renamed), so a
 run killed mid-save leaves the previous checkpoint intact.
+
+Integrity: once a step's files are final (Orbax saves asynchronously; the
+digests are taken after ``wait_until_finished``, when the next save starts
+or the run closes), the SHA-256 of each is recorded in
+``<workdir>/checkpoint_digests.json``. Every restore checks them first: a
+damaged file is one error line naming the step and the file. A resumed run
+falls back to the newest good step (:meth:`Checkpointer.restore_latest_good`);
+inference refuses the damaged step. Steps saved before digests existed (or
+the last step of a run killed before its next save) load unchecked.
 """
 
 from __future__ import annotations
@@ -13,30 +22,23 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import time
 from typing import Any
 
 from absl import logging
 import jax
 import orbax.checkpoint as ocp
 
-from restorect_jax.core import hashing
+from restorect_jax.core import checkpoint_io
 from restorect_jax.core.train_state import TrainState
 
 _ITEMS = ('state', 'data', 'metadata')
 
-
 DIGESTS = 'digests.json'  # per step: {relative file path: SHA-256}
+DAMAGED = 'checkpoints_damaged'  # beside checkpoints/: set-aside steps
 
-
-class CheckpointIntegrityError(ValueError):
-  """A checkpoint's files differ from the digests recorded when it was
-  saved (damaged on disk or in transfer)."""
-
-
-def _file_digests(step_dir: str) -> dict[str, str]:
-  return {os.path.relpath(os.path.join(root, f), step_dir):
-          hashing.file_sha256(os.path.join(root, f))
-          for root, _, files in os.walk(step_dir) for f in sorted(files)}
+CheckpointIntegrityError = checkpoint_io.CheckpointIntegrityError
 
 
 def _digest_path(directory: str) -> str:
@@ -53,7 +55,8 @@ def _read_digests(directory: str) -> dict[str, dict[str, str]]:
       return json.load(f)
   except (ValueError, OSError) as e:
     raise CheckpointIntegrityError(
-        f'{path}: unreadable checkpoint digests ({e}).') from e
+        f'{path}: unreadable checkpoint digests ({e}); expected the JSON '
+        'written with the checkpoints.') from e
 
 
 def verify(directory: str, step: int) -> None:
@@ -65,16 +68,17 @@ def verify(directory: str, step: int) -> None:
     CheckpointIntegrityError: one line naming the step and the file.
   """
   want = _read_digests(directory).get(str(step))
-  if want is None:
-    return
-  step_dir = os.path.join(directory, str(step))
-  have = _file_digests(step_dir)
-  for rel, digest in sorted(want.items()):
-    if have.get(rel) != digest:
-      what = 'is missing' if rel not in have else 'is damaged'
-      raise CheckpointIntegrityError(
-          f'Checkpoint step {step}: {os.path.join(step_dir, rel)} {what} '
-          '(its SHA-256 differs from the one recorded at save time).')
+  if want is not None:
+    checkpoint_io.check_digests(os.path.join(directory, str(step)), want,
+                                f'Checkpoint step {step}')
+
+
+def _unreadable(directory: str, step: int, e: Exception
+                ) -> CheckpointIntegrityError:
+  first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+  return CheckpointIntegrityError(
+      f'Checkpoint step {step}: {os.path.join(directory, str(step))} cannot '
+      f'be read ({type(e).__name__}: {first[:300]}).')
 
 
 class Checkpointer:
@@ -120,56 +124,90 @@ class Checkpointer:
     digests = {k: v for k, v in digests.items() if k in kept}
     for step in self._unhashed:
       if str(step) in kept:
-        digests[str(step)] = _file_digests(os.path.join(self.directory,
-                                                        str(step)))
+        digests[str(step)] = checkpoint_io.file_digests(
+            os.path.join(self.directory, str(step)))
     self._unhashed = []
-    path = _digest_path(self.directory)
-    with open(path + '.tmp', 'w', encoding='utf-8') as f:
-      json.dump(digests, f, indent=0, sort_keys=True)
-    os.replace(path + '.tmp', path)
+    checkpoint_io.write_json_atomic(_digest_path(self.directory), digests)
 
   def restore(self, state: TrainState, step: int | None = None
               ) -> tuple[TrainState, dict[str, Any], dict[str, Any]]:
     """Restores into the structure of ``state`` (keeps optax types);
-    verifies the step's digests first."""
+    verifies the step's digests first.
+
+    Raises:
+      CheckpointIntegrityError: a damaged file (named) or unreadable step.
+    """
     step = self.latest_step() if step is None else step
     if step is None:
       raise FileNotFoundError(f'No checkpoint in {self.directory}.')
     verify(self.directory, step)
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state.to_dict())
-    r = self.manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract),
-        data=ocp.args.JsonRestore(), metadata=ocp.args.JsonRestore()))
+    try:
+      r = self.manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract),
+          data=ocp.args.JsonRestore(), metadata=ocp.args.JsonRestore()))
+    except Exception as e:  # pylint: disable=broad-except
+      # Orbax / TensorStore raise many types for damaged files.
+      raise _unreadable(self.directory, step, e) from e
     return state.from_dict(r['state']), r['data'], r['metadata']
 
   def restore_latest_good(self, state: TrainState, metadata: dict[str, Any]
                           ) -> tuple[TrainState, dict[str, Any] | None]:
     """The newest checkpoint that verifies and loads, else ``state``.
 
-    A damaged checkpoint is reported in one warning line and the previous
-    one is tried (a resumed run never stops on a damaged latest save).
+    A damaged checkpoint is reported in one warning line, moved to
+    ``<workdir>/checkpoints_damaged/<step>`` (so the resumed run can save
+    that step again) and the previous one is tried: a resumed run never
+    stops on a damaged latest save.
 
     Returns:
       ``(state, data-iterator state or None when starting fresh)``.
     """
+    damaged = []
     for step in sorted(self.all_steps(), reverse=True):
       try:
         restored, data_state, meta = self.restore(state, step)
       except Exception as e:  # pylint: disable=broad-except
-        # Orbax / TensorStore raise many types for damaged files.
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
-        logging.warning('Checkpoint step %d in %s cannot be used (%s); '
-                        'trying the previous one.', step, self.directory,
-                        msg[:300])
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        logging.warning('%s Falling back to the previous checkpoint.',
+                        first[:400])
+        damaged.append(step)
         continue
       if metadata.get('teacher') and meta.get('teacher') and (
           meta['teacher'].get('sha256') !=
           metadata['teacher'].get('sha256')):
         logging.warning('The teacher checkpoint changed since this run '
                         'started (%s).', meta['teacher'])
-      logging.info('Resumed from step %d.', step)
+      self._set_aside(damaged)
+      if damaged:
+        logging.warning('Resumed from checkpoint step %d.', step)
+      else:
+        logging.info('Resumed from step %d.', step)
       return restored, data_state
+    self._set_aside(damaged)
+    if damaged:
+      logging.warning('No usable checkpoint in %s: starting from scratch.',
+                      self.directory)
     return state, None
+
+  def _set_aside(self, steps: list[int]) -> None:
+    """Moves damaged steps out of the manager's directory."""
+    if not steps:
+      return
+    if jax.process_index() == 0:
+      aside = os.path.join(os.path.dirname(self.directory), DAMAGED)
+      os.makedirs(aside, exist_ok=True)
+      digests = _read_digests(self.directory)
+      for step in steps:
+        dest = os.path.join(aside, f'{step}-{int(time.time())}')
+        shutil.move(os.path.join(self.directory, str(step)), dest)
+        digests.pop(str(step), None)
+        logging.warning('Damaged checkpoint step %d moved to %s.', step, dest)
+      checkpoint_io.write_json_atomic(_digest_path(self.directory), digests)
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+      multihost_utils.sync_global_devices('checkpoints_set_aside')
+    self.manager.reload()
 
   def close(self) -> None:
     self._record_digests()
@@ -207,10 +245,17 @@ def load_params(path: str, *, which: str = 'ema_params',
     ``(params, metadata)``.
   """
   mgr, step = _open(path, step)
-  verify(str(mgr.directory), step)
-  r = mgr.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(), metadata=ocp.args.JsonRestore()))
-  mgr.close()
+  try:
+    verify(str(mgr.directory), step)
+    r = mgr.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(), metadata=ocp.args.JsonRestore()))
+  except CheckpointIntegrityError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    # Orbax / TensorStore raise many types for damaged files.
+    raise _unreadable(str(mgr.directory), step, e) from e
+  finally:
+    mgr.close()
   return r['state'][which], dict(r['metadata'], step=step)
 
 
@@ -218,9 +263,13 @@ def load_metadata(path: str, *, step: int | None = None) -> dict[str, Any]:
   """The JSON metadata (config, provenance) of a run's checkpoint, and its
   ``step``, without reading any array."""
   mgr, step = _open(path, step)
-  r = mgr.restore(step, args=ocp.args.Composite(
-      metadata=ocp.args.JsonRestore()))
-  mgr.close()
+  try:
+    r = mgr.restore(step, args=ocp.args.Composite(
+        metadata=ocp.args.JsonRestore()))
+  except Exception as e:  # pylint: disable=broad-except
+    raise _unreadable(str(mgr.directory), step, e) from e
+  finally:
+    mgr.close()
   return dict(r['metadata'], step=step)
 
 

@@ -29,6 +29,7 @@ from typing import Any
 
 from absl import logging
 
+from restorect_jax.data import input_pipeline
 from restorect_jax.datasets import folders
 from restorect_jax.datasets import splits as splits_lib
 
@@ -92,9 +93,7 @@ class RecordSource:
     return len(self._source)
 
   def __getitem__(self, index: int) -> dict[str, Any]:
-    index = int(index)
-    if not -len(self) <= index < len(self):
-      raise IndexError(f'Index {index} out of range for {len(self)} records.')
+    index = input_pipeline.check_index(index, len(self), 'records')
     rec = self._source[index % len(self)]
     name = rec['name']
     out = {'name': name.decode('utf-8') if isinstance(name, bytes) else name}

@@ -1,11 +1,14 @@
 """The protocols' extra metrics (LPIPS, NIQE, BRISQUE, UIQM, UCIQE, FID).
 
 A metric whose weights are missing is reported once as unavailable while
-the others still run.
+the others still run. :meth:`ExtraMetrics.preload` opens and checks every
+requested weight file before any image is restored: a damaged or hostile
+file (or a ``--fid_weights`` that does not exist) is an error naming it.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -36,6 +39,17 @@ def requests_for(protocol: protocols_lib.Protocol, paired: bool,
   return reqs
 
 
+def _niqe_path() -> str:
+  """The NIQE model file :func:`niqe.load_params` reads by default."""
+  from restorect_jax.evaluation.iqa import _common  # pylint: disable=g-import-not-at-top
+  from restorect_jax.evaluation.iqa import niqe  # pylint: disable=g-import-not-at-top
+  path = os.environ.get(niqe.ENV_VAR) or _common.package_file(
+      'basicsr', 'metrics', 'niqe_pris_params.npz')
+  if path is None:
+    niqe.load_params()  # raises FileNotFoundError saying how to get it
+  return str(path)
+
+
 class ExtraMetrics:
   """Computes the protocols' extra metrics; unavailable ones are noted once.
 
@@ -51,6 +65,71 @@ class ExtraMetrics:
     self.fid_flavour = fid_flavour
     self.unavailable: dict[str, str] = {}
     self._fns: dict[str, Any] = {}
+
+  def names(self) -> list[str]:
+    """The requested metric names, sorted."""
+    return sorted({r.name for reqs in self.requests.values() for r in reqs})
+
+  def preload(self) -> None:
+    """Opens and checks every requested metric's weights now.
+
+    Called before the first image, so a bad weight file fails the command
+    at once instead of after every image was restored. A metric whose
+    weights are not installed (and were not named on the command line) is
+    noted in :attr:`unavailable`, as at scoring time.
+
+    Raises:
+      ValueError: an unknown metric name, or a weight file that exists but
+        cannot be used (named in the message).
+      FileNotFoundError: ``fid_weights`` was given and does not exist.
+    """
+    from restorect_jax.evaluation.iqa import _common  # pylint: disable=g-import-not-at-top
+    from restorect_jax.evaluation.iqa import registry  # pylint: disable=g-import-not-at-top
+    known = set(registry.METRICS) | {'fid'}
+    unknown = [n for n in self.names() if n not in known]
+    if unknown:
+      raise ValueError(f'Unknown extra metric(s) {", ".join(unknown)}; '
+                       f'known: {", ".join(sorted(known))}.')
+    for name in self.names():
+      source = self._weights(name)
+      if source is None or name in self.unavailable:
+        continue
+      locate, load = source
+      try:
+        path = str(locate())
+      except FileNotFoundError as e:
+        if name == 'fid' and self.fid_weights:
+          raise
+        self.unavailable[name] = str(e)
+        print(f'{name}: unavailable: {e}', file=sys.stderr)
+        continue
+      _common.load_checked(path, f'{name} weights', load)
+
+  def _weights(self, name: str):
+    """``(locate, load)`` of a metric's weight file, or None if it has none.
+
+    ``locate()`` gives the path (FileNotFoundError if absent); ``load()``
+    reads it into the cache the metric uses when scoring.
+    """
+    from restorect_jax.evaluation.iqa import brisque  # pylint: disable=g-import-not-at-top
+    from restorect_jax.evaluation.iqa import fid  # pylint: disable=g-import-not-at-top
+    from restorect_jax.evaluation.iqa import lpips  # pylint: disable=g-import-not-at-top
+    from restorect_jax.evaluation.iqa import niqe  # pylint: disable=g-import-not-at-top
+    if name in ('lpips_alex', 'lpips_vgg'):
+      net = name.split('_')[1]
+      return (lambda: lpips.weights_path(net), lambda: lpips.get_lpips(net))
+    # pylint: disable=protected-access
+    # The loaders below fill the caches the metrics read when scoring.
+    if name == 'niqe':
+      return _niqe_path, niqe._default_params
+    if name == 'brisque':
+      return brisque.model_path, brisque._default_model
+    if name == 'fid':
+      locate = lambda: fid.weights_path(self.fid_flavour,
+                                        self.fid_weights or None)
+      # fid.fid's own call: (flavour, path, batch_size=16).
+      return locate, lambda: fid._extractor(self.fid_flavour, locate(), 16)
+    return None
 
   def _fn(self, name: str):
     if name in self.unavailable:

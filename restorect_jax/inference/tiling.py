@@ -383,6 +383,7 @@ def restore_tiled(
     batch: int = 1,
     margin: int | None = None,
     window: Window = 'linear',
+    progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
   """Runs ``predict`` on overlapping tiles of one image and blends them.
 
@@ -415,6 +416,9 @@ def restore_tiled(
       :func:`blend_weights`); None means ``overlap // 4`` (rounded down to
       keep ``2 * margin < overlap``).
     window: ``'linear'`` or ``'uniform'`` (see :func:`blend_weights`).
+    progress: called as ``progress(done, total)`` with the numbers of
+      tiles blended and in all, after each batch's result is blended (so
+      ``done`` reaches ``total`` once, at the end).
 
   Returns:
     float32 (H, W, C_out) numpy array.
@@ -455,7 +459,8 @@ def restore_tiled(
 
   out = None
 
-  def accumulate(result: Any, boxes: list[tuple[int, int]]) -> None:
+  def accumulate(result: Any, boxes: list[tuple[int, int]],
+                 start: int) -> None:
     nonlocal out
     res = np.asarray(result)
     if res.ndim != 4 or res.shape[:3] != (batch, th, tw):
@@ -469,6 +474,8 @@ def restore_tiled(
       hy, hx = min(th, h - y), min(tw, w - x)
       wts = wy[y][:hy, None, None] * wx[x][None, :hx, None]
       out[y:y + hy, x:x + hx] += res[j, :hy, :hx] * wts
+    if progress is not None:
+      progress(start + len(boxes), len(plan.boxes))
 
   boxes = plan.boxes
   pending = None
@@ -485,7 +492,7 @@ def restore_tiled(
     result = predict(tiles)
     if pending is not None:
       accumulate(*pending)
-    pending = (result, chunk)
+    pending = (result, chunk, start)
   accumulate(*pending)
   # Every pixel has a positive weight sum (neighbours overlap by more than
   # 2 * margin); divide in row blocks to keep the temporary small.

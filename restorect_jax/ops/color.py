@@ -11,7 +11,7 @@ function                      reference                  arithmetic
 :func:`y_bt601`               BasicSR ``bgr2ycbcr``      float64, unrounded
 :func:`y_bt601_basicsr_f32`   BasicSR ``to_y_channel``   float32 / float64
 :func:`y_bt601_rounded_u8`    IR-SDE ``rgb2ycbcr``       float64, rounded
-:func:`gray_cv2_u8`           cv2 ``RGB2GRAY`` (uint8)   14-bit fixed point
+:func:`gray_cv2_u8`           cv2 ``RGB2GRAY`` (uint8)   15-bit fixed point
 :func:`gray_cv2_f32`          cv2 ``RGB2GRAY`` (float)   float32
 :func:`luma_yiq_f32`          piq ``rgb2yiq`` Y          float32
 ============================  =========================  ===================
@@ -30,10 +30,12 @@ import numpy as np
 BT601_Y_RGB = (65.481, 128.553, 24.966)
 # BT.601 full-range luma (OpenCV ``RGB2GRAY``, MATLAB ``rgb2gray``, YIQ Y).
 GRAY_RGB = (0.299, 0.587, 0.114)
-# OpenCV's uint8 ``RGB2GRAY``: weights in 14-bit fixed point (R2Y, G2Y, B2Y
-# of ``color.hpp``; they sum to 2**14), rounded by adding 2**13.
-_GRAY_FIXED_RGB = np.array([4899, 9617, 1868], np.int64)
-_GRAY_SHIFT = 14
+# OpenCV's uint8 ``RGB2GRAY`` (4.x and 5.x): weights in 15-bit fixed point
+# (``RY15, GY15, BY15`` = round(w * 2**15), summing to 2**15), rounded by
+# adding 2**14. OpenCV 3.x used 14 bits (4899, 9617, 1868), which differs in
+# about 0.3 % of the pixels by one level.
+_GRAY_FIXED_RGB = np.array([9798, 19235, 3735], np.int64)
+_GRAY_SHIFT = 15
 
 
 def _check3(x: np.ndarray, what: str) -> np.ndarray:
@@ -108,8 +110,10 @@ def y_bt601_rounded_u8(img: np.ndarray, swapped: bool = False) -> np.ndarray:
 def gray_cv2_u8(img: np.ndarray) -> np.ndarray:
   """cv2 ``COLOR_RGB2GRAY`` of a uint8 RGB image (fixed point, rounded).
 
-  ``(4899 R + 9617 G + 1868 B + 2**13) >> 14``, OpenCV's integer path;
-  within one level of ``round(0.299 R + 0.587 G + 0.114 B)``.
+  ``(9798 R + 19235 G + 3735 B + 2**14) >> 15``, OpenCV's integer path
+  (equal to ``cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)`` of OpenCV 4.x / 5.x,
+  with or without IPP); within one level of ``round(0.299 R + 0.587 G +
+  0.114 B)``.
 
   Args:
     img: ``(H, W, 3)`` uint8 RGB.
@@ -126,6 +130,11 @@ def gray_cv2_u8(img: np.ndarray) -> np.ndarray:
 
 def gray_cv2_f32(img: np.ndarray, swapped: bool = False) -> np.ndarray:
   """cv2 float ``COLOR_RGB2GRAY``: ``c0 w0 + c1 w1 + c2 w2`` in float32.
+
+  Left to right, two roundings per term. OpenCV 5.1.0 fuses the products
+  (``fma(c2, w2, fma(c1, w1, c0 w0))`` without IPP; IPP differs again), so
+  about a fifth of the values differ from ``cv2.cvtColor`` by 1-2 ulp; the
+  protocols only average this grey, where that is ~1e-7 relative.
 
   Args:
     img: ``(..., 3)`` RGB (any real dtype, cast to float32).

@@ -195,3 +195,40 @@ def load_numpy_pickle(path: str | os.PathLike[str]) -> Any:
 
   check(tree, '')
   return tree
+
+
+class WeightFileError(ValueError):
+  """A metric's weight file exists but cannot be used."""
+
+
+def load_checked(path: str | os.PathLike[str], what: str,
+                 load: Callable[[], _T]) -> _T:
+  """``load()``, with any failure reported as one error naming ``path``.
+
+  The metric loaders raise many types for a damaged, hostile or mismatched
+  file (``UnpicklingError``, ``EOFError``, ``KeyError``, ``ValueError``…);
+  callers that validate weights up front want one message that says which
+  file and what it should have been.
+
+  Args:
+    path: the file ``load`` reads.
+    what: what the file should hold, e.g. ``'fid weights'``.
+    load: reads and checks the file.
+
+  Raises:
+    WeightFileError: ``load`` failed.
+  """
+  if os.path.isfile(path) and os.path.getsize(path) == 0:
+    raise WeightFileError(f'{path}: the file is empty (expected {what}).')
+  try:
+    return load()
+  except pickle.UnpicklingError as e:
+    # Not torch's advice to retry with weights_only=False: never do that.
+    raise WeightFileError(
+        f'{path}: refused as {what}: it holds pickled Python objects other '
+        'than plain arrays, which could run code.') from e
+  except Exception as e:  # pylint: disable=broad-except
+    lines = str(e).strip().splitlines()
+    why = f'{type(e).__name__}: {lines[0][:300]}' if lines else (
+        type(e).__name__)
+    raise WeightFileError(f'{path}: cannot be used as {what} ({why}).') from e

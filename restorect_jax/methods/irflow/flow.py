@@ -203,7 +203,7 @@ def uniform_time(i: jax.Array, num_steps: jax.Array) -> jax.Array:
   The reference's float32 rounding of ``i·(1000/N)`` lands on the exact
   floor while the exact quotient is at least 1/N away from the next
   integer, i.e. more than float32's half-ulp below 1000 (2⁻¹⁵): every
-  N ≤ 32772 (``tests/irflow_flow_test.py`` checks N ≤ 2000 for every i;
+  N ≤ 32772 (``tests/irflow_flow_test.py`` checks N ≤ 1000 for every i;
   N = 32773, i = 27431 is the first miss, 836 instead of 837).
 
   Args:
@@ -312,14 +312,14 @@ def _run_steps(step: Callable[[jax.Array, jax.Array], jax.Array],
   n = jnp.asarray(num_steps, jnp.int32).reshape(())
   dtype = x.dtype
 
-  def checked(j, y):
+  def typed_step(j, y):
     return step(y, j).astype(dtype)
 
   if max_steps is None:
-    return jax.lax.fori_loop(0, n, checked, x)
+    return jax.lax.fori_loop(0, n, typed_step, x)
 
   def body(y, j):
-    return jax.lax.cond(j < n, checked, lambda _, z: z, j, y), None
+    return jax.lax.cond(j < n, typed_step, lambda _, z: z, j, y), None
 
   x, _ = jax.lax.scan(body, x, jnp.arange(max_steps, dtype=jnp.int32))
   return x

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from restorect_jax.ops import filters
 from restorect_jax.methods.irflow.flow import (MSC_MAX_STEPS, MSC_MIN_STEPS,
                                                MSC_MODES, VelocityFn,
                                                interpolate, msc_rollout,
@@ -29,20 +30,14 @@ _SSIM_C2 = 0.03**2
 # ----------------------------------------------------------------------------
 
 
-def _gaussian_taps() -> np.ndarray:
-  """11-tap Gaussian (σ 1.5), normalised in float32."""
-  x = np.arange(_SSIM_WINDOW, dtype=np.float64) - _SSIM_WINDOW // 2
-  g = np.exp(-x**2 / (2 * _SSIM_SIGMA**2)).astype(np.float32)
-  return g / g.sum()
-
-
 def _blur(x: jax.Array) -> jax.Array:
   """Per-channel 11×11 Gaussian filter, zero padding 5, same size (NHWC).
 
   The window is separable, so it runs as two 11-tap passes of shifted
   slices (XLA:CPU runs grouped ``lax.conv`` ~11× slower, stack.md §2i).
   """
-  g = [float(t) for t in _gaussian_taps()]
+  g = [float(t) for t in filters.gaussian_taps(_SSIM_WINDOW, _SSIM_SIGMA,
+                                                  np.float32)]
   pad = _SSIM_WINDOW // 2
   h, w = x.shape[1:3]
   xp = jnp.pad(x, ((0, 0), (pad, pad), (0, 0), (0, 0)))

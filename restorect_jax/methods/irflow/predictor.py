@@ -12,6 +12,7 @@ from typing import Any
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from restorect_jax.inference.predictor import Predictor
 from restorect_jax.methods.irflow import flow
@@ -29,11 +30,15 @@ def check_sampler(sampler: str) -> None:
 
 
 @functools.partial(jax.jit, static_argnames=(
-    'model', 'num_steps', 'sampler', 'channel_order', 'base'))
-def sample(params, lq, *, model: nn.Module, num_steps: int,
+    'model', 'sampler', 'channel_order', 'base'))
+def sample(params, lq, num_steps, *, model: nn.Module,
            sampler: str = 'euler', channel_order: str = 'bgr',
            base: bool = False):
-  """IR-Flow restoration of a (B, H, W, 3) batch (sides padded)."""
+  """IR-Flow restoration of a (B, H, W, 3) batch (sides padded).
+
+  ``num_steps`` (≥ 1, checked by the caller) is traced: one compiled
+  program per shape serves every step count.
+  """
   f = irflow_velocity(model, params, channel_order=channel_order, base=base)
   if base:
     return f(lq, None)
@@ -50,7 +55,7 @@ def irflow_predictor(params: Mapping[str, Any], *, model: nn.Module,
 
   def run(batch, context, steps):
     del context
-    return sample(params, batch, model=model, num_steps=steps,
+    return sample(params, batch, jnp.int32(steps), model=model,
                   sampler=sampler, channel_order=channel_order, base=base)
 
   return Predictor('irflow', 2**model.depth, False, default_steps, info,

@@ -40,8 +40,15 @@ import time
 
 from absl import app
 from absl import flags
+import jax.numpy as jnp
+import numpy as np
 
 from restorect_jax import restore
+from restorect_jax.inference import loading
+from restorect_jax.methods.restorect import predictor as rpred
+from restorect_jax.models import DecomNet
+from restorect_jax.models import Model
+from restorect_jax.models import init_variables
 
 # --variant, --decom (cli_common), --tile, --tile_overlap, --max_pixels: the
 # restore CLI's flags, same meaning and defaults.
@@ -84,19 +91,14 @@ def _buffer_bytes(h: int, w: int) -> int:
 
 def _predictor(prior_max_pixels=None):
   """The student predictor with random (or ``--decom``) weights."""
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from restorect_jax.inference import loading  # pylint: disable=g-import-not-at-top
-  from restorect_jax.methods.restorect import predictor as rpred  # pylint: disable=g-import-not-at-top
-  from restorect_jax.models import DecomNet  # pylint: disable=g-import-not-at-top
-  from restorect_jax.models import Model  # pylint: disable=g-import-not-at-top
-  from restorect_jax.models import init_variables  # pylint: disable=g-import-not-at-top
   model = Model('interface', FLAGS.variant)
   lq = jnp.zeros((1, 16, 16, 3))
   rex = jnp.zeros((1, 16, 16, 4))
   noise = jnp.zeros((1, 256))
   interface = init_variables(model, 0, lq, rex, noise, noise, 1)
   if FLAGS.decom:
-    decom, _ = loading._load_weights(FLAGS.decom, 'decomnet', 'default', {})  # pylint: disable=protected-access
+    load = loading._load_weights  # pylint: disable=protected-access
+    decom, _ = load(FLAGS.decom, 'decomnet', 'default', {})
   else:
     decom = init_variables(DecomNet(), 1, lq)
   if prior_max_pixels is None:
@@ -110,7 +112,6 @@ def _predictor(prior_max_pixels=None):
 
 def _synthetic(h: int, w: int, seed: int = 0):
   """A dark, smooth float32 image with noise (a stand-in low-light photo)."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(seed)
   coarse = rng.random((h // 64 + 2, w // 64 + 2, 3), dtype=np.float32)
   ys = np.linspace(0, coarse.shape[0] - 1.001, h, dtype=np.float32)
@@ -200,7 +201,6 @@ def _memory_table() -> None:
 
 def _compare(size: str) -> None:
   """Windowed vs whole-image priors on one image: priors and outputs."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
   h, w = _parse_size(size)
   print(f'command: {shlex.join(sys.argv)}')
   image = _synthetic(h, w)

@@ -105,7 +105,9 @@ def restorect(stage: str, dataset: str) -> Config:
   c.model = Config(dict(
       variant='default',
       layer_norm_type='SpatialChannel',  # paper-vs-code: 'WithBias'
-      depthwise='auto',  # 3x3 depthwise conv formulation (models/layers)
+      # Depthwise 3x3 conv: 'auto' (CPU: shifted_vjp; GPU/TPU: shifted,
+      # unmeasured there), 'shifted', 'shifted_vjp', 'lax' (models/layers).
+      depthwise='auto',
       dtype='float32',
       param_dtype='float32',
   ))
@@ -141,9 +143,11 @@ def irflow(dataset: str) -> Config:
   """IR-Flow's full-size reference settings (spec irflow.md §6–§7)."""
   c = base('irflow', dataset)
   c.stage = 'irflow'
-  c.model = Config(dict(variant='default', depthwise='auto',
-                        attention='', dtype='float32',
-                        param_dtype='float32'))
+  c.model = Config(dict(
+      variant='default',
+      attention='folded',  # linear attention: 'folded' | 'reference'
+      dtype='float32',
+      param_dtype='float32'))
   c.input.update(dict(patch_size=256, batch_size=8, mini_batch_sizes=(8,),
                       gt_sizes=(256,), stage_steps=(700_000,)))
   c.optim = Config(dict(lr=1e-4, b1=0.9, b2=0.99, eps=1e-8,

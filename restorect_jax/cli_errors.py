@@ -151,6 +151,13 @@ def parse_flags(argv: list[str]) -> list[str]:
   """``flags.FLAGS(argv)``; a bad flag or config key ends in one line."""
   try:
     return flags.FLAGS(argv)
+  except SystemExit as e:
+    # absl's --help / --helpshort / --helpfull print the help and exit 1;
+    # asking for help is not an error.
+    if e.code == 1 and any(re.fullmatch(r'--?help(short|full|xml)?', a)
+                           for a in argv[1:]):
+      raise SystemExit(0) from None
+    raise
   except Exception as e:  # pylint: disable=broad-except
     # absl raises flags.Error; ml_collections' config flags raise
     # AttributeError / KeyError / OSError / ValueError as well.

@@ -42,7 +42,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import tempfile
+import uuid
 import warnings
 import zipfile
 from collections.abc import Iterable, Mapping
@@ -152,12 +152,13 @@ def _first_line(e: BaseException) -> str:
 
 
 def _torch_refusal(e: BaseException) -> str:
-  """Why ``torch.load(weights_only=True)`` refused a file, in a few words."""
-  m = re.search(r'WeightsUnpickler error:\s*(.+?)(?:\n\s*\n|$)', str(e),
-                re.S)
-  if not m:
-    return _first_line(e)
-  return re.split(r'\.\s', m[1].strip().splitlines()[0])[0][:200]
+  """Why ``torch.load(weights_only=True)`` refused a file, in a few words
+  (never torch's advice to retry with ``weights_only=False``)."""
+  for line in str(e).splitlines():
+    line = re.sub(r'^.*WeightsUnpickler error:', '', line).strip()
+    if re.search(r'unsupported|not an allowed global', line, re.I):
+      return re.split(r'\.(\s|$)', line)[0][:200]
+  return 'an object that is not a tensor'
 
 
 def _read_npz(path: str, head: bytes) -> dict[str, np.ndarray]:
@@ -253,8 +254,10 @@ def save_state_dict(sd: Mapping[str, np.ndarray], path: str, *,
   """Writes a PyTorch-named state dict as ``.npz`` or ``.pth`` (atomically)."""
   d = os.path.dirname(os.path.abspath(path))
   os.makedirs(d, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=d, suffix='.tmp')
-  os.close(fd)
+  tmp = os.path.join(d, f'.{os.path.basename(path)}.{uuid.uuid4().hex[:12]}'
+                     '.tmp')
+  # 0o666 minus the umask, as open(path, 'w') gives (mkstemp gives 0o600).
+  os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
   try:
     if path.endswith('.npz'):
       with open(tmp, 'wb') as f:

@@ -31,6 +31,12 @@ and the table is printed. An image that fails (unreadable, too small,
 non-finite output) is reported by name and skipped, the rest continue, and
 the command exits non-zero at the end. Restoring goes through the same
 predictor and evaluator as training's evaluation (same numbers).
+
+Flags, data, the output folder and every weight file (``--weights``,
+``--decom``, a run's checkpoint, ``--fid_weights`` and the LPIPS / NIQE /
+BRISQUE models of the requested metrics) are checked before the first
+image: a bad one is one ``error:`` line naming it (exit status 2 for a
+wrong flag, 1 otherwise; ``--verbosity=1`` shows the traceback).
 """
 
 from __future__ import annotations
@@ -38,7 +44,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any
 
 from absl import app
 from absl import flags
@@ -65,8 +70,9 @@ _PREFIX = flags.DEFINE_boolean(
 _NOISE = flags.DEFINE_float(
     'noise_sigma', None, 'Synthesise lq = gt + σ/255·N(0,1) (seeded per '
     'image and seed); default: the task\'s (denoise: 25), else none.')
-_PROTOCOLS = flags.DEFINE_list('protocols', ['standard'],
-                               'Protocol names (restorect_jax.evaluation.protocols).')
+_PROTOCOLS = flags.DEFINE_list(
+    'protocols', ['standard'],
+    'Protocol names (restorect_jax.evaluation.protocols).')
 _STEPS = flags.DEFINE_list(
     'rf_steps', [], 'Sampling steps to sweep (default: the model\'s; 5 '
     'RestoRect, 1 IR-Flow).')

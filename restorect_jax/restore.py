@@ -26,6 +26,12 @@ skipped; the rest of the folder still completes and the command exits
 non-zero at the end. Inputs that would write the same output name (e.g.
 ``shot.jpg`` and ``shot.png``) are refused before any work starts. Existing
 outputs are kept unless ``--overwrite``.
+
+Inputs, output folder and every weight file (``--weights``, ``--decom``, a
+run's checkpoint, verified against its digests) are checked before the
+first image. A wrong flag or file is one ``error:`` line naming it (exit
+status 2 for a wrong flag, 1 otherwise; ``--verbosity=1`` shows the
+traceback); hostile weight files (pickles) are refused unopened.
 """
 
 from __future__ import annotations
@@ -34,7 +40,6 @@ import os
 import sys
 import time
 
-from absl import app
 from absl import flags
 from absl import logging
 

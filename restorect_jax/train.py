@@ -87,7 +87,7 @@ def evaluate_and_log(method, config: Config, state_or_params: Any, frozen,
   return summary
 
 
-def _log_and_check(pending, writer, progress, ckpt, total: int) -> None:
+def _log_and_check(pending, writer, progress, ckpt) -> None:
   """Fetches the pending metrics (non-finite check) and logs the last."""
   fetched = pending.fetch(
       f'step {ckpt.latest_step()} in {ckpt.directory}'
@@ -96,7 +96,6 @@ def _log_and_check(pending, writer, progress, ckpt, total: int) -> None:
     step, m = fetched[-1]
     writer.write_scalars(step, {f'train/{k}': v for k, v in m.items()})
     progress(step, {'loss': m['loss'], 'lr': m['lr']})
-    del total
 
 
 def train_and_evaluate(config: Config, workdir: str) -> dict[str, Any]:
@@ -183,7 +182,7 @@ def train_and_evaluate(config: Config, workdir: str) -> dict[str, Any]:
     evaluate = records is not None and (
         (config.eval_steps and done % config.eval_steps == 0) or last)
     if log or save or evaluate or last:
-      _log_and_check(pending, writer, progress, ckpt, config.total_steps)
+      _log_and_check(pending, writer, progress, ckpt)
     if save:
       ckpt.save(done, state, train_iter.get_state(), metadata)
     if evaluate:

@@ -108,7 +108,7 @@ class DigestTest(absltest.TestCase):
     self.assertEqual(data, {'pos': 2})
     text = '\n'.join(logs.output)
     self.assertIn('step 3', text)
-    self.assertIn('Falling back', text)
+    self.assertIn('Falling back to the previous checkpoint', text)
     # The damaged step is set aside, so the run can save step 3 again.
     self.assertEqual(ckpt.all_steps(), [1, 2])
     self.assertLen(os.listdir(os.path.join(workdir, 'checkpoints_damaged')),
@@ -234,7 +234,8 @@ class ResumeThroughMainTest(absltest.TestCase):
              '--imports=toy_method_test')
     self.assertEqual(r.returncode, 0, r.stderr[-3000:])
     self.assertNotIn('Traceback', r.stderr)
-    warn = [ln for ln in r.stderr.splitlines() if 'Falling back' in ln]
+    warn = [ln for ln in r.stderr.splitlines()
+            if 'Falling back to the previous checkpoint' in ln]
     self.assertLen(warn, 1, r.stderr[-3000:])
     self.assertIn('step 4', warn[0])
     self.assertEqual(sorted(os.listdir(ckpts)), ['2', '4', '6'])

@@ -15,9 +15,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from restorect_jax.core import checkpointing
-from restorect_jax.data import demo_data
+from restorect_jax import datasets
 from restorect_jax import train
+from restorect_jax.core import checkpointing
+from restorect_jax.core import train_step
+from restorect_jax.data import demo_data
 import testutil
 
 sys.path.insert(0, str(testutil.REPO))
@@ -94,12 +96,12 @@ class LoopTest(absltest.TestCase):
     c = restorect_s1.get_config('dataset=demo,runlocal')
     c.input.data_dir = _data_dir()
     c.total_steps = total
-    c.eval_max_images = 1
+    c.evals.max_images = 1
     return c
 
   def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(self):
     wd = tempfile.mkdtemp()
-    real = train.steps_lib.make_stage_steps
+    real = train_step.jit_phases
 
     def poisoned(*args, **kwargs):
       fns = real(*args, **kwargs)
@@ -112,7 +114,7 @@ class LoopTest(absltest.TestCase):
         return step
       return {k: wrap(f) for k, f in fns.items()}
 
-    with mock.patch.object(train.steps_lib, 'make_stage_steps', poisoned):
+    with mock.patch.object(train_step, 'jit_phases', poisoned):
       with self.assertRaisesRegex(train.NonFiniteLossError,
                                   r'at step 3[\s\S]*last good checkpoint is '
                                   r'step 2'):
@@ -127,7 +129,9 @@ class LoopTest(absltest.TestCase):
   def test_logs_and_artifacts(self):
     wd = tempfile.mkdtemp()
     res = train.train_and_evaluate(self._config(total=2), wd)
-    self.assertIn('psnr', res)
+    self.assertEqual((res['step'], res['method'], res['n']),
+                     (2, 'restorect', 1))
+    self.assertIn('psnr', res['standard'])
     from restorect_jax.core import metric_writers  # pylint: disable=g-import-not-at-top
     rows = metric_writers.read_jsonl(os.path.join(wd, 'metrics.jsonl'))
     train_rows = [r for r in rows if 'train/loss' in r]
@@ -135,13 +139,14 @@ class LoopTest(absltest.TestCase):
     for key in ('train/loss_l1', 'train/loss_hvi', 'train/l2_grads',
                 'train/lr'):
       self.assertIn(key, train_rows[0])
-    self.assertTrue(any('eval/psnr' in r for r in rows))
+    self.assertTrue(any('eval/standard/psnr' in r for r in rows))
     self.assertTrue(os.listdir(os.path.join(wd, 'tensorboard')))
     self.assertTrue(any(f.startswith('eval_lq_out_gt') for f in
                         os.listdir(os.path.join(wd, 'images'))))
     self.assertTrue(os.path.isfile(os.path.join(wd, 'config.json')))
     _, meta = checkpointing.load_params(wd)
     self.assertEqual(meta['config']['stage'], 's1')
+    self.assertEqual(meta['config']['method'], 'restorect')
 
 
 class CliTest(absltest.TestCase):
@@ -177,7 +182,10 @@ class ConfigsTest(absltest.TestCase):
   def test_every_config_loads(self):
     import importlib.util  # pylint: disable=g-import-not-at-top
     cfg_dir = testutil.REPO / 'configs'
-    for path in sorted(cfg_dir.glob('*.py')):
+    experiments = [p for p in sorted(cfg_dir.glob('*.py'))
+                   if p.stem not in ('__init__', 'common')]
+    self.assertIn('restorect_s1', [p.stem for p in experiments])
+    for path in experiments:
       spec = importlib.util.spec_from_file_location(path.stem, path)
       mod = importlib.util.module_from_spec(spec)
       spec.loader.exec_module(mod)
@@ -187,17 +195,34 @@ class ConfigsTest(absltest.TestCase):
           'stage=s1', 'stage=s2'):
         c = mod.get_config(arg)
         self.assertIn(c.stage, ('s1', 's2', 'irflow'))
+        self.assertEqual(c.method,
+                         'irflow' if c.stage == 'irflow' else 'restorect')
         if c.stage == 'irflow':
           self.assertIn('msc_mode', c.irflow)
         else:
           self.assertIn('kd_gradient', c.switches)
+
+  def test_irflow_tasks_name_registered_datasets(self):
+    # Each IR-Flow task trains on a dataset of the registry, and the noise
+    # the loss adds (irflow.noise_sigma, the task table's σ) and the
+    # evaluation's (evals.noise_sigma) are the dataset's synthetic σ
+    # (25/255 for the 'clean' denoising sets, 0 for stored inputs).
+    from configs import irflow  # pylint: disable=g-import-not-at-top
     for task in ('derain', 'raindrop', 'denoise', 'dehaze', 'deblur', 'sr',
                  'demo'):
-      spec = importlib.util.spec_from_file_location('irflow',
-                                                    cfg_dir / 'irflow.py')
-      mod = importlib.util.module_from_spec(spec)
-      spec.loader.exec_module(mod)
-      self.assertEqual(mod.get_config(f'task={task}').irflow.task, task)
+      c = irflow.get_config(f'task={task}')
+      self.assertEqual(c.input.dataset,
+                       'demo_denoise' if task == 'demo' else task)
+      layout = datasets.layout(c.input.dataset)
+      self.assertAlmostEqual(c.irflow.noise_sigma, layout.noise_sigma,
+                             msg=task)
+      self.assertAlmostEqual(c.evals.noise_sigma, layout.noise_sigma,
+                             msg=task)
+      self.assertEqual(layout.kind == 'clean', layout.noise_sigma > 0, task)
+    self.assertAlmostEqual(irflow.get_config('task=denoise').irflow
+                           .noise_sigma, 25 / 255)  # spec irflow.md (data, §7)
+    with self.assertRaisesRegex(ValueError, 'Unknown IR-Flow task'):
+      irflow.get_config('task=inpaint')
 
 
 if __name__ == '__main__':

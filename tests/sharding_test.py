@@ -32,11 +32,15 @@ import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
 import numpy as np
 
-from restorect_jax.core import checkpointing
-from restorect_jax.core import sharding
-from restorect_jax import steps as steps_lib
+from restorect_jax import methods
 from restorect_jax import train
+from restorect_jax.core import checkpointing
+from restorect_jax.core import optim
+from restorect_jax.core import sharding
+from restorect_jax.core import train_step
 from restorect_jax.core.train_state import TrainState
+from restorect_jax.methods.irflow import method as irflow_method
+from restorect_jax.methods.restorect import method as restorect_method
 import testutil
 
 sys.path.insert(0, str(testutil.REPO))
@@ -85,23 +89,15 @@ def _fast_init(module, seed, *args, **kwargs):
 
 
 @functools.lru_cache(maxsize=None)
-@mock.patch.object(train, 'init_variables', _fast_init)
 def _host_setup(case: str):
   """Frozen nets and fresh params of a stage, as host (numpy) trees."""
   c = _config(case)
-  stage = c.stage
-  models = train.build_models(c)
-  frozen = {}
-  if stage != 'irflow':
-    frozen = {'decom_low': train.load_decom('', 1, 'low'),
-              'decom_high': train.load_decom('', 2, 'high')}
-  if stage == 's2':
-    frozen['teacher'] = _host_setup('s1')[1]['model']
-  params = train.init_params(c, models, frozen)
-  if stage == 's2':
-    params['model'] = train.student_from_teacher(params['model'],
-                                                 frozen['teacher'])
-  return jax.tree.map(np.asarray, frozen), jax.tree.map(np.asarray, params)
+  teacher = _host_setup('s1')[1]['model'] if c.stage == 's2' else None
+  with mock.patch.object(restorect_method, 'init_variables', _fast_init), \
+      mock.patch.object(irflow_method, 'init_variables', _fast_init):
+    s = testutil.method_setup(c, teacher_params=teacher)
+  return (jax.tree.map(np.asarray, s.frozen),
+          jax.tree.map(np.asarray, s.params))
 
 
 def _step(case: str, mesh, *, fsdp_min_size: int = sharding.FSDP_MIN_SIZE,
@@ -119,17 +115,16 @@ def _step(case: str, mesh, *, fsdp_min_size: int = sharding.FSDP_MIN_SIZE,
   # gradient turns float rounding into visible update differences. A larger
   # eps keeps the update proportional to g.
   c.optim.eps = 1e-3
-  models = train.build_models(c, training=True)
-  tx, schedules = train.make_optimizers(c, params)
+  method = methods.for_config(c)
+  models = method.models(c, training=True)
+  tx, schedules = method.optimizers(c, params)
   state = TrainState.create(jax.tree.map(jnp.asarray, params), tx,
                             jax.random.PRNGKey(0))
   shardings = sharding.param_shardings(state, mesh,
                                        fsdp_min_size=fsdp_min_size)
   state = sharding.place(state, shardings)
-  fns = steps_lib.make_stage_steps(
-      c, teacher=models.get('teacher'),
-      student=models.get('student', models.get('irflow')),
-      decom=models.get('decom'), schedules=schedules, mesh=mesh,
+  fns = train_step.jit_phases(
+      method.phases(c, models, schedules), mesh=mesh,
       state_sharding=shardings, donate=True, compiler_options=_XLA)
   batch = sharding.shard_batch(_batch(), mesh)
   frozen = jax.device_put(frozen, sharding.replicated(mesh))
@@ -209,6 +204,7 @@ class MeshTest(parameterized.TestCase):
     mesh = sharding.make_mesh(8)
     self.assertEqual(mesh.axis_names, ('data',))
     got, want = _step(case, mesh, remat=remat), _one_device(case)
+    # (assert_allclose counts NaN equal to NaN: the reference must be real.)
     self.assertTrue(np.isfinite(want['metrics']['loss']))
     self._check_equal(got, want)
     # The batch is split over the 8 devices, one image each.
@@ -297,19 +293,19 @@ def _toy_step(mesh, local_rows: slice | None = None) -> dict[str, np.ndarray]:
   rng = np.random.default_rng(1)
   params = {'w': rng.normal(size=(3, 3)).astype(np.float32),
             'b': np.zeros((3,), np.float32)}
-  def loss_fn(p, batch, frozen):
-    del frozen
+  def loss_fn(p, batch, frozen, draws):
+    del frozen, draws
     pred = batch['lq'] @ p['w'] + p['b']
     return jnp.mean(jnp.abs(pred - batch['gt'])), {}
   cfg = _config('s1').optim
-  tx = {'main': train.optim.adamw(1e-2, cfg, params)}
+  tx = {'main': optim.adamw(1e-2, cfg, params)}
   state = TrainState.create(jax.tree.map(jnp.asarray, params), tx,
                             jax.random.PRNGKey(0))
   repl = sharding.replicated(mesh)
   state = sharding.place(state, jax.tree.map(lambda _: repl, state))
-  step = steps_lib.jit_step(
-      steps_lib.make_train_step(loss_fn, which='main', ema_decay=0.9,
-                                schedule=lambda n: 1e-2),
+  step = train_step.jit_step(
+      train_step.make_train_step(train_step.Phase(
+          'main', loss_fn, ema_decay=0.9, schedule=lambda n: 1e-2)),
       mesh=mesh, donate=True, compiler_options=_XLA)
   batch = _batch()
   if local_rows is not None:
@@ -413,7 +409,7 @@ class PlacementTest(absltest.TestCase):
     mesh = sharding.make_mesh(8, fsdp=2)
     params = {'w': jnp.arange(2048, dtype=jnp.float32).reshape(32, 64),
               'b': jnp.ones((8,))}
-    tx = {'main': train.optim.adamw(1e-3, _config('s1').optim, params)}
+    tx = {'main': optim.adamw(1e-3, _config('s1').optim, params)}
     state = TrainState.create(params, tx, jax.random.PRNGKey(0))
     shardings = sharding.param_shardings(state, mesh, fsdp_min_size=1024)
     state = sharding.place(state, shardings)
@@ -467,8 +463,9 @@ class PrecisionAndRematTest(parameterized.TestCase):
     # Numerics: the S1 8-device and IR-Flow FSDP steps above run with remat.
     c = _config(case, remat=True)
     key = 'irflow' if case == 'irflow' else 'teacher'
-    model = train.build_models(c, training=True)[key]
-    plain = train.build_models(c)[key]  # evaluation never remats
+    method = methods.for_config(c)
+    model = method.models(c, training=True)[key]
+    plain = method.models(c)[key]  # evaluation never remats
     self.assertTrue(model.remat)
     self.assertFalse(plain.remat)
     args = ((jnp.zeros((1, 16, 16, 3)), jnp.zeros((1,), jnp.int32))
@@ -484,8 +481,8 @@ class PrecisionAndRematTest(parameterized.TestCase):
 
   def test_bad_compute_dtype(self):
     with self.assertRaisesRegex(ValueError, 'compute_dtype'):
-      train.build_models(_config('s1', compute_dtype='float16'),
-                         training=True)
+      c = _config('s1', compute_dtype='float16')
+      methods.for_config(c).models(c, training=True)
 
 
 if __name__ == '__main__':

@@ -3,7 +3,7 @@
 * Flax → twin (``torch_twin.from_flax``): same inputs and injected noise give
   the Flax outputs (max|Δ| ≤ 1e-4), including the RestoRect prior sampler at
   1/4/5 steps, IR-Flow's 4-step Euler and one S2 phase-2 loss with its
-  gradient against ``steps.student_loss``.
+  gradient against ``methods.restorect.steps.student_loss``.
 * Reference state dicts (``../shared/parity``) loaded straight into the twins
   reproduce the recorded PyTorch outputs at each fixture's tolerance, without
   going through the Flax code.
@@ -25,16 +25,18 @@ import jax
 import numpy as np
 import torch
 
-from restorect_jax import config_lib
 from restorect_jax import convert
 from restorect_jax.methods.restorect import flow
 from restorect_jax.methods.irflow import flow as irflow_flow
 from restorect_jax.methods.restorect import losses as jax_losses
-from restorect_jax import steps as steps_lib
+from restorect_jax.methods.restorect import steps as steps_lib
 from restorect_jax import torch_twin
 from restorect_jax.models import Model
 from restorect_jax.torch_twin import rgformer as twin_rgformer
 import testutil
+
+sys.path.insert(0, str(testutil.REPO))
+from configs import common  # noqa: E402  pylint: disable=g-import-not-at-top
 
 ATOL = 1e-4  # Flax vs twin, float32
 # XLA:CPU backend optimisation off: half the compile time of these one-shot
@@ -222,7 +224,8 @@ class FlaxEquivalenceTest(parameterized.TestCase):
 
 
 class StudentLossTest(absltest.TestCase):
-  """One S2 phase-2 loss and its gradient, twin vs ``steps.student_loss``."""
+  """One S2 phase-2 loss and its gradient, twin vs ``steps.student_loss``
+  (``restorect_jax.methods.restorect.steps``)."""
 
   def test_phase2_loss_and_gradients(self):
     student, s_vars, _ = _flax('student')
@@ -230,26 +233,35 @@ class StudentLossTest(absltest.TestCase):
     decom, d_vars, _ = _flax('decomnet')
     d_high = _fill(d_vars, 11)
     lq, gt = _images(20, 2, 16, 16, 3), _images(21, 2, 16, 16, 3)
-    config = config_lib.base_config('s2', 'lol_v1')
+    config = common.restorect('s2', 'lol_v1')
     config.rf_steps = 4
     rng = jax.random.key(3)
+    batch = {'lq': lq, 'gt': gt}
+    jax_draws = steps_lib.draw_student(rng, batch)
     loss_fn = lambda p: steps_lib.student_loss(
-        p, {'lq': lq, 'gt': gt},
+        p, batch,
         {'decom_low': d_vars, 'decom_high': d_high,
-         'teacher': t_vars['params']}, rng, phase=2, student=student,
+         'teacher': t_vars['params']}, jax_draws, phase=2, student=student,
         teacher=teacher, decom=decom, config=config)
     (loss, metrics), grads = _run(jax.value_and_grad(loss_fn, has_aux=True),
                                   {'model': s_vars['params']})
 
-    # The draws student_loss makes from ``rng`` (steps.py, in its order).
+    # The draws of draw_student from ``rng``, in the reference's order
+    # (rex then img: time label, ε; then the sampler noise), derived here
+    # by hand from the keys: the twin replays exactly these.
     keys = jax.random.split(rng, 6)
     draws = []
-    for i in range(2):
+    for i, which in enumerate(('rex', 'img')):
       _, t_idx = flow.sample_time(keys[2 * i], 2)
-      draws += [_t(t_idx).long(), _t(jax.random.normal(keys[2 * i + 1],
-                                                       (2, 256)))]
+      eps = jax.random.normal(keys[2 * i + 1], (2, 256))
+      np.testing.assert_array_equal(jax_draws[f't_idx_{which}'], t_idx)
+      np.testing.assert_array_equal(jax_draws[f'eps_{which}'], eps)
+      draws += [_t(t_idx).long(), _t(eps)]
     k_rex, k_img = jax.random.split(keys[4])
-    draws += [_t(jax.random.normal(k, (2, 256))) for k in (k_rex, k_img)]
+    for which, k in (('rex', k_rex), ('img', k_img)):
+      noise = jax.random.normal(k, (2, 256))
+      np.testing.assert_array_equal(jax_draws[f'noise_{which}'], noise)
+      draws.append(_t(noise))
 
     twin = torch_twin.from_flax('student', 'tiny', s_vars).train()
     t_loss, t_metrics = torch_twin.student_loss(

@@ -10,10 +10,12 @@ from absl.testing import parameterized
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
-from restorect_jax import steps as steps_lib
-from restorect_jax import train
+from restorect_jax import methods
+from restorect_jax.core import optim
 from restorect_jax.core.train_state import TrainState
+from restorect_jax.methods.restorect import method as restorect_method
 import testutil
 
 sys.path.insert(0, str(testutil.REPO))
@@ -48,58 +50,41 @@ def _config(stage, **switches):
 
 @functools.lru_cache(maxsize=None)
 def _teacher_params():
-  c = _config('s1')
-  models = train.build_models(c)
-  frozen = _frozen(c)
-  return train.init_params(c, models, frozen)['model']
-
-
-def _frozen(c):
-  f = {'decom_low': train.load_decom('', 1, 'low'),
-       'decom_high': train.load_decom('', 2, 'high')}
-  if c.stage == 's2':
-    f['teacher'] = _teacher_params()
-  return f
+  return testutil.method_setup(_config('s1')).params['model']
 
 
 def _setup(c):
-  models = train.build_models(c)
-  frozen = _frozen(c)
-  params = train.init_params(c, models, frozen)
-  if c.stage == 's2':
-    params['model'] = train.student_from_teacher(params['model'],
-                                                 frozen['teacher'])
-  return models, frozen, params
+  """``testutil.method_setup`` with one cached S2 teacher."""
+  teacher = _teacher_params() if c.stage == 's2' else None
+  return testutil.method_setup(c, teacher_params=teacher)
 
 
 def _state_and_steps(c):
-  """Models, frozen nets, a fresh TrainState and the stage's jitted steps."""
-  models, frozen, params = _setup(c)
-  tx, schedules = train.make_optimizers(c, params)
-  state = TrainState.create(params, tx, jax.random.PRNGKey(0))
-  fns = steps_lib.make_stage_steps(c, teacher=models['teacher'],
-                                   student=models['student'],
-                                   decom=models['decom'], schedules=schedules)
-  return frozen, state, fns
+  """Frozen nets, a fresh TrainState and the stage's jitted steps."""
+  s = _setup(c)
+  state = TrainState.create(s.params, s.tx, jax.random.PRNGKey(0))
+  return s.frozen, state, s.steps
+
+
+def _phase_name(c, phase):
+  return 'main' if c.stage == 's1' else f'phase{phase}'
+
+
+def _loss_and_grads(s, name, params, batch, rng):
+  """The phase's loss, metrics and gradients on its draws from ``rng``."""
+  phase = s.phases[name]
+  draws = phase.draw(rng, batch)
+  (loss, metrics), g = jax.jit(jax.value_and_grad(phase.loss, has_aux=True))(
+      params, batch, s.frozen, draws)
+  return loss, metrics, g
 
 
 def _grads(c, params=None, phase=2, batch=None):
   """Gradients of the stage's loss at init (fixed rng)."""
-  models, frozen, p0 = _setup(c)
-  params = p0 if params is None else params
-  batch = batch or _batch()
-  if c.stage == 's1':
-    loss = functools.partial(steps_lib.teacher_loss, teacher=models['teacher'],
-                             decom=models['decom'], config=c)
-    args = (batch, frozen)
-  else:
-    loss = functools.partial(steps_lib.student_loss, phase=phase,
-                             student=models['student'],
-                             teacher=models['teacher'],
-                             decom=models['decom'], config=c)
-    args = (batch, frozen, jax.random.PRNGKey(3))
-  (_, metrics), g = jax.jit(jax.value_and_grad(loss, has_aux=True))(params,
-                                                                     *args)
+  s = _setup(c)
+  params = s.params if params is None else params
+  _, metrics, g = _loss_and_grads(s, _phase_name(c, phase), params,
+                                  batch or _batch(), jax.random.PRNGKey(3))
   return g, metrics
 
 
@@ -121,13 +106,22 @@ class OneStepTest(parameterized.TestCase):
   """One step of each stage: finite, frozen parts bit-identical, EMA moved."""
 
   def _step(self, c, name):
-    frozen, state, fns = _state_and_steps(c)
-    frozen_before = jax.tree.map(np.array, frozen)
-    new, metrics = fns[name](state, _batch(), frozen)
+    s = _setup(c)
+    state = TrainState.create(s.params, s.tx, jax.random.PRNGKey(0))
+    frozen_before = jax.tree.map(np.array, s.frozen)
+    new, metrics = s.steps[name](state, _batch(), s.frozen)
     for k, v in metrics.items():
       self.assertTrue(np.isfinite(v), f'{k} = {v}')
-    self.assertTrue(_all_equal(frozen, frozen_before))  # untouched
+    self.assertTrue(_all_equal(s.frozen, frozen_before))  # untouched
     self.assertEqual(int(new.step), 1)
+    # The step is the phase's loss on its draws from fold_in(rng, step 0):
+    # same loss, same gradient norm (float32 summation order aside).
+    loss, _, g = _loss_and_grads(s, name, state.params, _batch(),
+                                 jax.random.fold_in(state.rng, 0))
+    np.testing.assert_allclose(float(metrics['loss']), float(loss),
+                               rtol=1e-5)
+    np.testing.assert_allclose(float(metrics['l2_grads']),
+                               float(optax.tree.norm(g)), rtol=1e-4)
     return state, new, metrics
 
   def test_s1(self):
@@ -138,12 +132,19 @@ class OneStepTest(parameterized.TestCase):
     self.assertTrue(_all_equal(state.params['constraints'],
                                new.params['constraints']))
     self.assertFalse(_all_equal(state.params['model'], new.params['model']))
-    # EMA moved, by (1 - 0.999) of the update.
+    # EMA moved, by (1 - optim.ema_decay) of the update.
+    d = _config('s1').optim.ema_decay
     self.assertFalse(_all_equal(state.ema_params, new.ema_params))
     a, b, e = (_flat(t)['model.G.img_output.weight'] for t in
                (state.params, new.params, new.ema_params))
-    np.testing.assert_allclose(e, 0.999 * a + 0.001 * b, rtol=1e-6,
+    np.testing.assert_allclose(e, d * a + (1 - d) * b, rtol=1e-6,
                                atol=1e-9)
+    # The logged lr is the schedule at position 0 (the reference's
+    # iteration 1: BasicSR steps this scheduler only from iteration 2).
+    sch = _config('s1').schedule
+    f = optim.cosine_restart_cyclic(_config('s1').optim.lr, sch.periods,
+                                    sch.restart_weights, sch.eta_mins)
+    self.assertAlmostEqual(float(m['lr']), float(f(0)), places=10)
 
   def test_s2_phase1_trains_only_flow(self):
     state, new, m = self._step(_config('s2'), 'phase1')
@@ -169,8 +170,9 @@ class OneStepTest(parameterized.TestCase):
       self.assertFalse(_all_equal(p0[name], p1[name]), name)
 
   def test_student_g_starts_from_teacher(self):
-    _, frozen, params = _setup(_config('s2'))
-    self.assertTrue(_all_equal(params['model']['G'], frozen['teacher']['G']))
+    s = _setup(_config('s2'))
+    self.assertTrue(_all_equal(s.params['model']['G'],
+                               s.frozen['teacher']['G']))
 
 
 class SwitchTest(absltest.TestCase):
@@ -253,16 +255,88 @@ class LossDecreaseTest(absltest.TestCase):
 class ScheduleTest(absltest.TestCase):
 
   def test_cosine_restart_cyclic(self):
-    from restorect_jax.core import optim  # pylint: disable=g-import-not-at-top
     f = optim.cosine_restart_cyclic(2e-4, [92_000, 208_000], [1, 1],
                                     [2.55e-4, 1e-6])
     self.assertAlmostEqual(float(f(0)), 2e-4, places=10)
     self.assertAlmostEqual(float(f(46_000)), (2e-4 + 2.55e-4) / 2, places=9)
-    self.assertAlmostEqual(float(f(92_000)), 2e-4, places=10)  # restart
+    # A cycle owns its last step (Reti-Diff get_position_from_periods: the
+    # first cycle whose cumulative end is >= the position), so the restart
+    # comes one step after the end.
+    self.assertAlmostEqual(float(f(92_000)), 2.55e-4, places=10)
+    self.assertAlmostEqual(float(f(92_001)), 2e-4, places=10)  # restart
     self.assertAlmostEqual(float(f(300_000)), 1e-6, places=10)
     g = optim.step_decay(2e-4, 60_000, 0.1)
     self.assertAlmostEqual(float(g(59_999)), 2e-4, places=10)
     self.assertAlmostEqual(float(g(60_000)), 2e-5, places=10)
+
+
+def _schedules(c):
+  """The method's lr schedules (optimizers built on a one-leaf tree)."""
+  params = {'model': {'x': jnp.zeros(1)},
+            'constraints': {'aniso_s': jnp.zeros(()),
+                            'hvi_k': jnp.zeros(())}}
+  return methods.for_config(c).optimizers(c, params)[1]
+
+
+class IterationCountTest(absltest.TestCase):
+  """The reference counts iterations from 1 (issue 14 item 7a).
+
+  Its schedules read that number, one ahead of the 0-based global step,
+  and its S2 phase 1 runs while ``current_iter < encoder_iter``:
+  ``phase1_steps − 1`` steps. ``schedule.count_from_one=False`` gives the
+  plain 0-based reading.
+  """
+
+  def test_s1_schedule_runs_at_the_0_based_step(self):
+    # BasicSR steps the S1 scheduler only when current_iter > 1, so the
+    # reference's iteration it runs at position it − 1: the 0-based step.
+    c = restorect_s1.get_config()  # cycles of 92k and 208k (the yml)
+    main = _schedules(c)['main']
+    f = optim.cosine_restart_cyclic(c.optim.lr, c.schedule.periods,
+                                    c.schedule.restart_weights,
+                                    c.schedule.eta_mins)
+    for step in (0, 45_999, 91_999, 92_000, 92_001, 299_999):
+      self.assertAlmostEqual(float(main(step)), float(f(step)), places=10,
+                             msg=step)
+    self.assertAlmostEqual(float(main(0)), c.optim.lr, places=10)
+    self.assertAlmostEqual(float(main(92_000)), 2.55e-4, places=10)
+
+  def test_s2_phase1_lasts_phase1_steps_minus_one(self):
+    c = restorect_s2.get_config('dataset=lol_v1')  # 80k phase 1, 60k decay
+    m = methods.for_config(c)
+    self.assertEqual(c.phase1_steps, 80_000)
+    self.assertEqual(restorect_method.phase1_length(c), 79_999)
+    self.assertEqual(m.phase(c, 0), 'phase1')
+    self.assertEqual(m.phase(c, 79_998), 'phase1')
+    self.assertEqual(m.phase(c, 79_999), 'phase2')
+    sch = _schedules(c)
+    lr = c.optim.lr
+    # Phase 1 decays ×0.1 at the reference's iteration 60_000 (step 59_999).
+    self.assertAlmostEqual(float(sch['phase1'](59_998)), lr, places=10)
+    self.assertAlmostEqual(float(sch['phase1'](59_999)), 0.1 * lr,
+                           places=10)
+    # Phase 2's optimizer counts from its first step (a fresh optimizer);
+    # the logged lr counts from the phase boundary.
+    phases = m.phases(c, m.models(c, training=True), sch)
+    self.assertEqual(phases['phase2'].count_offset, 79_999)
+    self.assertEqual(phases['phase1'].count_offset, 0)
+    # ×0.5 every 80k phase-2 steps: phase-2 count 80_000 is step 159_999,
+    # the reference's iteration 160_000 = phase1_steps + 80k.
+    self.assertAlmostEqual(float(sch['phase2'](79_999)), lr, places=10)
+    self.assertAlmostEqual(float(sch['phase2'](80_000)), 0.5 * lr,
+                           places=10)
+
+  def test_s2_count_from_zero(self):
+    c = restorect_s2.get_config('dataset=lol_v1')
+    c.schedule.count_from_one = False
+    m = methods.for_config(c)
+    self.assertEqual(m.phase(c, 79_999), 'phase1')
+    self.assertEqual(m.phase(c, 80_000), 'phase2')
+    sch = _schedules(c)
+    self.assertAlmostEqual(float(sch['phase1'](59_999)), c.optim.lr,
+                           places=10)
+    self.assertAlmostEqual(float(sch['phase1'](60_000)), 0.1 * c.optim.lr,
+                           places=10)
 
 
 if __name__ == '__main__':

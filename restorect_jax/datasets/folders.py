@@ -111,27 +111,26 @@ def underscore_prefix_key(name: str) -> str:
   return input_pipeline.match_key(name, True)
 
 
-def role_prefix_key(*prefixes: str) -> Callable[[str], str]:
-  """Pairing key that strips a leading role word from the stem.
-
-  E.g. ``role_prefix_key('low', 'normal')`` pairs ``low00690.png`` with
-  ``normal00690.png`` (LOL-v2-Real). Longer prefixes are tried first;
-  a stem without any prefix is its own key.
-
-  Args:
-    *prefixes: role words, matched case-sensitively at the start.
-
-  Returns:
-    The key function.
-  """
-  pattern = re.compile(
-      '^(?:' + '|'.join(re.escape(p) for p in
-                        sorted(prefixes, key=len, reverse=True)) + ')')
+def _strip_role(words: tuple[str, ...], at_start: bool
+                ) -> Callable[[str], str]:
+  """A key that strips one of ``words`` (longest first) from the stem."""
+  alt = '|'.join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+  pattern = re.compile(f'^(?:{alt})' if at_start else f'(?:{alt})$')
 
   def key(name: str) -> str:
     return pattern.sub('', stem_key(name), count=1)
 
   return key
+
+
+def role_prefix_key(*prefixes: str) -> Callable[[str], str]:
+  """Pairing key that strips a leading role word from the stem.
+
+  E.g. ``role_prefix_key('low', 'normal')`` pairs ``low00690.png`` with
+  ``normal00690.png`` (LOL-v2-Real). Longer prefixes are tried first;
+  a stem without any prefix is its own key (case-sensitive).
+  """
+  return _strip_role(prefixes, at_start=True)
 
 
 def role_suffix_key(*suffixes: str) -> Callable[[str], str]:
@@ -139,22 +138,9 @@ def role_suffix_key(*suffixes: str) -> Callable[[str], str]:
 
   E.g. ``role_suffix_key('x4')`` pairs DIV2K's ``0001x4.png`` (LR) with
   ``0001.png`` (HR). Longer suffixes are tried first; a stem without any
-  suffix is its own key.
-
-  Args:
-    *suffixes: role words, matched case-sensitively at the end.
-
-  Returns:
-    The key function.
+  suffix is its own key (case-sensitive).
   """
-  pattern = re.compile(
-      '(?:' + '|'.join(re.escape(p) for p in
-                       sorted(suffixes, key=len, reverse=True)) + ')$')
-
-  def key(name: str) -> str:
-    return pattern.sub('', stem_key(name), count=1)
-
-  return key
+  return _strip_role(suffixes, at_start=False)
 
 
 # Pairing rules by name (``base.FolderSplit.key``, ``registry.Layout``).

@@ -34,7 +34,7 @@ import io
 import json
 import math
 import os
-import tempfile
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -108,9 +108,10 @@ def _atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
   path = os.fspath(path)
   folder = os.path.dirname(os.path.abspath(path))
   os.makedirs(folder, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=folder,
-                             prefix=f'.{os.path.basename(path)}.',
-                             suffix='.tmp')
+  tmp = os.path.join(folder, f'.{os.path.basename(path)}.'
+                     f'{uuid.uuid4().hex[:12]}.tmp')
+  # 0o666 minus the umask, as open(path, 'w') gives (mkstemp gives 0o600).
+  fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
   try:
     with os.fdopen(fd, 'wb') as f:
       f.write(data)

@@ -16,6 +16,7 @@ import importlib.util
 import os
 import pathlib
 import pickle
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -221,7 +222,10 @@ def load_checked(path: str | os.PathLike[str], what: str,
   if os.path.isfile(path) and os.path.getsize(path) == 0:
     raise WeightFileError(f'{path}: the file is empty (expected {what}).')
   try:
-    return load()
+    with warnings.catch_warnings():
+      # torch warns about pickle protocols before refusing hostile files.
+      warnings.simplefilter('ignore', UserWarning)
+      return load()
   except pickle.UnpicklingError as e:
     # Not torch's advice to retry with weights_only=False: never do that.
     raise WeightFileError(

@@ -36,10 +36,7 @@ class IRFlow:
              ) -> dict[str, nn.Module]:
     name = 'irflow_base' if config.irflow.base else 'irflow'
     kw = module_dtypes(config, training=training)
-    if config.model.get('depthwise', 'auto') != 'auto':
-      kw['depthwise'] = config.model.depthwise
-    if config.model.get('attention'):
-      kw['attention'] = config.model.attention
+    kw['attention'] = config.model.get('attention', 'folded')
     return {'irflow': Model(name, config.model.variant, **kw)}
 
   def frozen(self, config: Config, workdir: str) -> dict[str, Any]:

@@ -163,8 +163,7 @@ class RestoRect:
     m = config.model
     kw = dict(layer_norm_type=m.layer_norm_type,
               **module_dtypes(config, training=training))
-    if m.get('depthwise', 'auto') != 'auto':
-      kw['depthwise'] = m.depthwise
+    kw['depthwise'] = m.get('depthwise', 'auto')
     dtypes = {k: kw[k] for k in ('dtype', 'param_dtype')}
     return {'teacher': Model('teacher', m.variant, **kw),
             'student': Model('student', m.variant, **kw),

@@ -55,7 +55,7 @@ def message(e: BaseException) -> list[str]:
   lines = _lines(e)
   head = lines[0]
   if isinstance(e, MemoryError):
-    head = f'out of memory ({head}); try --tile or a smaller --max_pixels'
+    head = 'out of memory' + ('' if head == 'MemoryError' else f' ({head})')
   detail = lines[1:]
   if len(detail) > MAX_DETAIL_LINES:
     more = len(detail) - MAX_DETAIL_LINES
@@ -123,7 +123,7 @@ def _config_key_error(lines: list[str], argv: Sequence[str]) -> str | None:
   hint = ' '.join(lines[1:])
   for arg in argv:
     name = arg.split('=', 1)[0]
-    if name.startswith('--config.') and name.split('.')[-1] == key:
+    if name.startswith('--config.') and key in name.split('.')[1:]:
       return (f'{arg}: the config has no key {name[len("--config."):]!r}'
               + (f'. {hint}' if hint else ''))
   return None

@@ -130,7 +130,7 @@ def _resolve_data() -> tuple[list[tuple[str, str, str | None]], str, float]:
     sigma = _NOISE.value / 255.0
   gts = src.gt_paths if getattr(src, 'has_gt', True) else [None] * len(
       src.names)
-  return list(zip(src.names, src.lq_paths, gts)), desc, sigma
+  return list(zip(src.names, src.lq_paths, gts, strict=True)), desc, sigma
 
 
 def _records(items):

@@ -162,38 +162,44 @@ def train_and_evaluate(config: Config, workdir: str) -> dict[str, Any]:
   result: dict[str, Any] = {}
 
   def batches():
+    # Each batch travels with the iterator state just after it: prefetching
+    # reads ahead, and a checkpoint must resume at the next unused batch.
     for step in range(start, config.total_steps):
       batch = input_pipeline.progressive_crop(
           next(train_iter), step=step, seed=config.seed,
           mini_batch_sizes=local_minis, gt_sizes=inp.gt_sizes,
           stage_steps=inp.stage_steps)
-      yield {k: batch[k] for k in ('lq', 'gt')}
+      yield {k: batch[k] for k in ('lq', 'gt')}, train_iter.get_state()
 
-  put = lambda b: sharding.shard_batch(b, mesh)
-  for step, batch in enumerate(hot_loop.device_prefetch(batches(), put),
-                               start):
-    name = method.phase(config, step)
-    state, metrics = step_fns[name](state, batch, frozen_on_mesh)
-    done = step + 1
-    pending.add(done, name, metrics)
-    last = done == config.total_steps
-    log = config.log_training_steps and done % config.log_training_steps == 0
-    save = (config.ckpt_steps and done % config.ckpt_steps == 0) or last
-    evaluate = records is not None and (
-        (config.eval_steps and done % config.eval_steps == 0) or last)
-    if log or save or evaluate or last:
-      _log_and_check(pending, writer, progress, ckpt)
-    if save:
-      ckpt.save(done, state, train_iter.get_state(), metadata)
-    if evaluate:
+  put = lambda item: (sharding.shard_batch(item[0], mesh), item[1])
+  try:
+    for step, (batch, data_state) in enumerate(
+        hot_loop.device_prefetch(batches(), put), start):
+      name = method.phase(config, step)
+      state, metrics = step_fns[name](state, batch, frozen_on_mesh)
+      done = step + 1
+      pending.add(done, name, metrics)
+      last = done == config.total_steps
+      due = lambda every: bool(every) and done % every == 0
+      log = due(config.log_training_steps)
+      save = due(config.ckpt_steps) or last
+      evaluate = records is not None and (due(config.eval_steps) or last)
+      if log or save or evaluate or last:
+        _log_and_check(pending, writer, progress, ckpt)
+      if save:
+        ckpt.save(done, state, data_state, metadata)
+      if evaluate:
+        result = evaluate_and_log(method, config, state, frozen, records,
+                                  writer, done, workdir)
+    if records is not None and not result and start >= config.total_steps:
       result = evaluate_and_log(method, config, state, frozen, records,
-                                writer, done, workdir)
-  if records is not None and not result and start >= config.total_steps:
-    result = evaluate_and_log(method, config, state, frozen, records, writer,
-                              start, workdir)
-  ckpt.close()
-  writer.close()
-  train_iter.close()  # stops grain worker processes, if any
+                                writer, start, workdir)
+  finally:
+    # Pending async saves finish (and get their digests) even when the
+    # loop stops on a non-finite loss: the last good checkpoint is kept.
+    ckpt.close()
+    writer.close()
+    train_iter.close()  # stops grain worker processes, if any
   return result
 
 

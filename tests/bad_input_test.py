@@ -698,6 +698,10 @@ class MainTest(ErrorCheck):
     ]
     self.check_cases(cases)
     self.assertFalse(os.path.exists(os.path.join(wd, 'checkpoints')))
+    # The traceback is there when asked for.
+    r = _run('main', [*s1, '--config.optim.lrr=1', '--verbosity=1'])
+    self.assertNotEqual(r.returncode, 0)
+    self.assertIn('Traceback', r.stderr)
 
 
 # ----------------------------------------------------------------------------

@@ -35,16 +35,9 @@ ATTENTION_FORMULATIONS = ('folded', 'reference')
 
 
 def check_attention(formulation: str) -> str:
-  """Returns ``formulation`` if it is a known linear-attention formulation.
-
-  Raises:
-    ValueError: it is not one of ``ATTENTION_FORMULATIONS``.
-  """
-  if formulation not in ATTENTION_FORMULATIONS:
-    raise ValueError(
-        f'attention must be one of {ATTENTION_FORMULATIONS}, got '
-        f'{formulation!r}.')
-  return formulation
+  """Returns ``formulation`` if it is in ``ATTENTION_FORMULATIONS``."""
+  return layers.check_choice(formulation, ATTENTION_FORMULATIONS,
+                             'attention')
 
 
 def sinusoidal_embedding(k: jax.Array, dim: int) -> jax.Array:

@@ -85,17 +85,20 @@ def leaky_relu(x: jax.Array, slope: float) -> jax.Array:
 DEPTHWISE_FORMULATIONS = ('auto', 'shifted', 'shifted_vjp', 'lax')
 
 
-def check_depthwise(formulation: str) -> str:
-  """Returns ``formulation`` if it is a known depthwise formulation.
+def check_choice(value: str, choices: tuple[str, ...], what: str) -> str:
+  """Returns ``value`` if it is one of ``choices``.
 
   Raises:
-    ValueError: it is not one of ``DEPTHWISE_FORMULATIONS``.
+    ValueError: naming ``what`` and the choices.
   """
-  if formulation not in DEPTHWISE_FORMULATIONS:
-    raise ValueError(
-        f'depthwise must be one of {DEPTHWISE_FORMULATIONS}, got '
-        f'{formulation!r}.')
-  return formulation
+  if value not in choices:
+    raise ValueError(f'{what} must be one of {choices}, got {value!r}.')
+  return value
+
+
+def check_depthwise(formulation: str) -> str:
+  """Returns ``formulation`` if it is in ``DEPTHWISE_FORMULATIONS``."""
+  return check_choice(formulation, DEPTHWISE_FORMULATIONS, 'depthwise')
 
 
 def resolve_depthwise(formulation: str, backend: str | None = None) -> str:
@@ -307,35 +310,38 @@ def layer_norm_last(x: jax.Array, eps: float = 1e-5) -> jax.Array:
   return ((xf - mu) * jax.lax.rsqrt(var + eps)).astype(x.dtype)
 
 
-class LayerNorm(nn.Module):
-  """``nn.LayerNorm`` over the last axis with ``weight`` and ``bias``."""
-  eps: float = 1e-5
+class _ChannelScaled(nn.Module):
+  """A norm with a per-channel ``weight`` (initialised to ones)."""
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
+  def _param(self, name: str, x: jax.Array, init=nn.initializers.ones):
+    return self.param(name, init, (x.shape[-1],), self.param_dtype)
+
+
+class LayerNorm(_ChannelScaled):
+  """``nn.LayerNorm`` over the last axis with ``weight`` and ``bias``."""
+  eps: float = 1e-5
+
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    c = x.shape[-1]
-    w = self.param('weight', nn.initializers.ones, (c,), self.param_dtype)
-    b = self.param('bias', nn.initializers.zeros, (c,), self.param_dtype)
+    w = self._param('weight', x)
+    b = self._param('bias', x, nn.initializers.zeros)
     y = layer_norm_last(x, self.eps).astype(jnp.float32)
     return (y * w + b).astype(self.dtype)
 
 
-class _SCLNBody(nn.Module):
+class _SCLNBody(_ChannelScaled):
   """Spatial Channel LayerNorm exactly as the reference implements it.
 
   Per sample over all of (H, W, C): population variance floored at 1e-5, then
   divided by ``sqrt(var + 1e-5)`` (the eps is used twice), NaN → 0, clamped to
   [-10, 10], scaled by a per-channel ``weight``; no bias.
   """
-  dtype: Dtype = jnp.float32
-  param_dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    c = x.shape[-1]
-    w = self.param('weight', nn.initializers.ones, (c,), self.param_dtype)
+    w = self._param('weight', x)
     xf = x.astype(jnp.float32)
     mu = xf.mean(axis=(1, 2, 3), keepdims=True)
     var = jnp.square(xf - mu).mean(axis=(1, 2, 3), keepdims=True)

@@ -58,7 +58,17 @@ def _mlp(prefix: str, x: jax.Array, features: int, kw: dict) -> jax.Array:
   return x
 
 
-class PriorEncoder(nn.Module):
+class _EncoderFields(nn.Module):
+  """Settings shared by PE and RPE (see their docstrings)."""
+  input_channels: int = 48
+  n_feats: int = 64
+  n_encoder_res: int = 5
+  normalize: bool = True
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+
+class PriorEncoder(_EncoderFields):
   """PE: image prior from ``lq`` (student) or ``lq`` and ``gt`` (teacher).
 
   Attributes:
@@ -67,12 +77,6 @@ class PriorEncoder(nn.Module):
     n_encoder_res: ResBlocks (5 in every reference config).
     normalize: apply ``F.layer_norm`` (no affine) to the output (student).
   """
-  input_channels: int = 48
-  n_feats: int = 64
-  n_encoder_res: int = 5
-  normalize: bool = True
-  dtype: Dtype = jnp.float32
-  param_dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, lq: jax.Array, gt: jax.Array | None = None,
@@ -98,7 +102,7 @@ class PriorEncoder(nn.Module):
     return (z, feat) if return_features else z
 
 
-class RetinexPriorEncoder(nn.Module):
+class RetinexPriorEncoder(_EncoderFields):
   """RPE: Retinex prior from ``rex_lq`` (student) or both rex maps (teacher).
 
   ``rex`` is ``concat(R, L)`` (4 channels). After PixelUnshuffle(4) the first
@@ -109,11 +113,6 @@ class RetinexPriorEncoder(nn.Module):
     input_channels: 128 teacher (two rex maps), 64 student.
   """
   input_channels: int = 64
-  n_feats: int = 64
-  n_encoder_res: int = 5
-  normalize: bool = True
-  dtype: Dtype = jnp.float32
-  param_dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, rex_lq: jax.Array, rex_gt: jax.Array | None = None):

@@ -21,20 +21,15 @@ from restorect_jax.models import layers
 from restorect_jax.models.prior_encoders import PriorEncoder
 from restorect_jax.models.prior_encoders import RetinexPriorEncoder
 from restorect_jax.models.rgformer import PRIOR_DIM
+from restorect_jax.models.rgformer import GFields
 from restorect_jax.models.rgformer import RGFormer
 from restorect_jax.models.velocity import VelocityPredictor
 
 Dtype = Any
 
 
-class _GConfig(nn.Module):
-  """Fields shared by the composites (RGFormer and encoder settings)."""
-  dim: int = 64
-  num_blocks: Sequence[int] = (3, 3, 3, 3)
-  num_refinement_blocks: int = 3
-  heads: Sequence[int] = (1, 2, 4, 8)
-  ffn_expansion_factor: float = 2.66
-  layer_norm_type: str = 'SpatialChannel'
+class _GConfig(GFields):
+  """Fields shared by the composites (G's settings and the encoders')."""
   n_feats: int = 64
   n_encoder_res: int = 5
   remat: bool = False  # nn.remat on G's transformer blocks

@@ -191,7 +191,17 @@ class _Resample(nn.Module):
         x, 2)
 
 
-class RGFormer(nn.Module):
+class GFields(nn.Module):
+  """G's width and depth settings (shared with the composites that hold G)."""
+  dim: int = 64
+  num_blocks: Sequence[int] = (3, 3, 3, 3)
+  num_refinement_blocks: int = 3
+  heads: Sequence[int] = (1, 2, 4, 8)
+  ffn_expansion_factor: float = 2.66
+  layer_norm_type: str = 'SpatialChannel'
+
+
+class RGFormer(GFields):
   """The restoration network G.
 
   Attributes:
@@ -208,12 +218,6 @@ class RGFormer(nn.Module):
       ``layers.DEPTHWISE_FORMULATIONS`` (``'auto'``: per backend, see
       ``layers.depthwise_conv3x3``); parameters unchanged.
   """
-  dim: int = 64
-  num_blocks: Sequence[int] = (3, 3, 3, 3)
-  num_refinement_blocks: int = 3
-  heads: Sequence[int] = (1, 2, 4, 8)
-  ffn_expansion_factor: float = 2.66
-  layer_norm_type: str = 'SpatialChannel'
   decom_head: bool = True
   remat: bool = False
   depthwise: str = 'auto'

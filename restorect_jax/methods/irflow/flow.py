@@ -439,14 +439,7 @@ def standard_euler_sample(velocity_fn: VelocityFn, x_lq: jax.Array,
   250). Only consistent with the constant-velocity target. A traced N runs
   a ``lax.fori_loop`` with the host's times and step size.
 
-  Args:
-    velocity_fn: ``(x, k (1,) int32) -> velocity``.
-    x_lq: (B, H, W, C) degraded image.
-    num_steps: N ≥ 1, a Python int or an int32 scalar array (not checked
-      when traced).
-
-  Returns:
-    (B, H, W, C) output.
+  Args and returns as :func:`heun_sample`.
   """
   if _is_static_int(num_steps):
     _check_steps(num_steps)

@@ -48,7 +48,8 @@ def demo(c: common.Config, steps: int = 300) -> None:
   """CPU demo sizes: the ``small`` UNet (nf 16), 32² patches, batch 8.
 
   Denoising σ 25 of the demo photos' clean images (the registry's
-  ``demo_denoise`` layout: the noisy input is made from the GT). Deviations from the reference for a minutes-long run: nf 16,
+  ``demo_denoise`` layout: the noisy input is made from the GT).
+  Deviations from the reference for a minutes-long run: nf 16,
   32×32 patches, lr 1e-3 without decay, EMA warm-up shortened (update every
   step after step 20), MSC off (it only changes the logged loss in
   reference mode and costs up to 10 extra forward passes), 4 eval images.

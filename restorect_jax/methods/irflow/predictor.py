@@ -1,7 +1,10 @@
 """IR-Flow's predictor: the sampler run from the degraded image (t = 1).
 
-Deterministic (no noise), so the seed and the image's name do not matter;
-images are reflect-padded to a multiple of ``2**depth`` and cropped back.
+Deterministic (no noise), so the seed and the image's name do not matter.
+The predictor does not pad: the network reflect-pads to a multiple of
+``2**depth`` and crops back at every call, as the reference does, so each
+Euler step sees the unpadded state (padding once before sampling would let
+the padded border evolve with the image).
 """
 
 from __future__ import annotations
@@ -58,5 +61,5 @@ def irflow_predictor(params: Mapping[str, Any], *, model: nn.Module,
     return sample(params, batch, jnp.int32(steps), model=model,
                   sampler=sampler, channel_order=channel_order, base=base)
 
-  return Predictor('irflow', 2**model.depth, False, default_steps, info,
+  return Predictor('irflow', 1, False, default_steps, info,
                    lambda padded, steps, key, gt, noise: None, run)

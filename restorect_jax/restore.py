@@ -123,7 +123,8 @@ def restore_image(predictor, image, *, name: str, seed: int = 0,
   if tile:
     # Tiles already have sides that are multiples of m (also rotated).
     out = tiling.restore_tiled(maybe_ensemble(plain), image, tile=tile,
-                               overlap=overlap, multiple=m, batch=tile_batch)
+                               overlap=overlap, multiple=m, batch=tile_batch,
+                               progress=progress)
   else:
     # Each (transformed) copy is padded bottom/right, as the reference does.
     padded = tiling.with_padding(plain, multiple=m, bucket=buckets)

@@ -46,9 +46,6 @@ from restorect_jax.evaluation import protocols as protocols_lib
 from restorect_jax.inference import loading
 import testutil
 
-TESTS = os.path.dirname(os.path.abspath(__file__))
-_ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(testutil.REPO),
-                                                    TESTS]))
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 _FILE_MODE = 0o666 & ~_UMASK  # what open(path, 'w') gives: 0644 usually
@@ -89,18 +86,7 @@ def hostile_pickle(path: str, marker: str, *, protocol: int = 2,
   return path
 
 
-def damage(directory: str) -> str:
-  """Flips 8 bytes in the middle of the largest file under ``directory``
-  (same size); returns its path."""
-  files = [os.path.join(r, f) for r, _, fs in os.walk(directory) for f in fs]
-  path = max(files, key=os.path.getsize)
-  size = os.path.getsize(path)
-  with open(path, 'r+b') as f:
-    f.seek(size // 2)
-    chunk = f.read(8)
-    f.seek(size // 2)
-    f.write(bytes(b ^ 0xFF for b in chunk))
-  return path
+damage = testutil.damage
 
 
 def _random_variables(model_name: str, variant: str, *, nan: bool = False):
@@ -273,10 +259,7 @@ class Case:
 
 
 def _run(cli: str, args, env=None, timeout=600):
-  return subprocess.run(
-      [sys.executable, '-m', f'restorect_jax.{cli}', *args],
-      capture_output=True, text=True, cwd=testutil.REPO, timeout=timeout,
-      env=dict(_ENV, **(env or {})), check=False)
+  return testutil.run_cli(cli, *args, env=env, timeout=timeout)
 
 
 def _run_cases(cases: list[Case]) -> dict[str, subprocess.CompletedProcess]:

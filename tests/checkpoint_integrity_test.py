@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import textwrap
 
@@ -28,24 +26,8 @@ from restorect_jax.core import checkpointing
 from restorect_jax.core.train_state import TrainState
 import testutil
 
-TESTS = os.path.dirname(os.path.abspath(__file__))
-_ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(testutil.REPO),
-                                                    TESTS]))
 
-
-def damage(directory: str) -> str:
-  """Flips bytes in the middle of the largest file under ``directory``
-  (its size unchanged); returns the file's path."""
-  files = [os.path.join(r, f) for r, _, fs in os.walk(directory) for f in fs]
-  path = max(files, key=os.path.getsize)
-  size = os.path.getsize(path)
-  with open(path, 'r+b') as f:
-    f.seek(size // 2)
-    chunk = f.read(8)
-    f.seek(size // 2)
-    f.write(bytes(b ^ 0xFF for b in chunk))
-  assert os.path.getsize(path) == size
-  return path
+damage = testutil.damage
 
 
 def _state(value: float) -> TrainState:
@@ -195,10 +177,7 @@ def get_config(arg=None):
 
 
 def _run(module, *args):
-  return subprocess.run(
-      [sys.executable, '-m', f'restorect_jax.{module}', *args],
-      capture_output=True, text=True, env=_ENV, cwd=testutil.REPO,
-      timeout=600, check=False)
+  return testutil.run_cli(module, *args)
 
 
 class ResumeThroughMainTest(absltest.TestCase):

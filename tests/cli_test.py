@@ -6,8 +6,6 @@ import csv
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 
 from absl.testing import absltest
@@ -25,13 +23,9 @@ from restorect_jax.models import Model
 from restorect_jax.models import init_variables
 import testutil
 
-_ENV = dict(os.environ, PYTHONPATH=str(testutil.REPO))
-
 
 def _run(module, *args):
-  return subprocess.run([sys.executable, '-m', f'restorect_jax.{module}',
-                         *args], capture_output=True, text=True, env=_ENV,
-                        cwd=testutil.REPO, timeout=600, check=False)
+  return testutil.run_cli(module, *args)
 
 
 def _save(variables, path, model, variant):

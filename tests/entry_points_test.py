@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import csv
 import os
-import subprocess
-import sys
 import tempfile
 from unittest import mock
 
@@ -34,13 +32,9 @@ from restorect_jax.data import image_io
 from restorect_jax.evaluation import evaluator as evaluator_lib
 import testutil
 
-_ENV = dict(os.environ, PYTHONPATH=str(testutil.REPO))
-
 
 def _cli(module, *args):
-  r = subprocess.run([sys.executable, '-m', f'restorect_jax.{module}',
-                      *args], capture_output=True, text=True, env=_ENV,
-                     cwd=testutil.REPO, timeout=600, check=False)
+  r = testutil.run_cli(module, *args)
   if r.returncode:
     raise AssertionError(f'{module} failed:\n{r.stderr[-3000:]}')
   return r

@@ -121,3 +121,40 @@ def method_setup(config, frozen=None, *, teacher_params=None, mesh=None,
   return types.SimpleNamespace(
       method=method, models=models, train_models=train_models, frozen=frozen,
       params=params, tx=tx, schedules=schedules, phases=phases, steps=steps)
+
+
+TESTS = pathlib.Path(__file__).resolve().parent
+
+
+def run_cli(module: str, *args: str, env: dict | None = None,
+            timeout: int = 600):
+  """``python -m restorect_jax.<module> args`` from the repository root.
+
+  ``PYTHONPATH`` holds the repository and ``tests/`` (so ``--imports=
+  toy_method_test`` works); ``env`` adds variables. Never raises on a
+  non-zero exit: returns the ``CompletedProcess``.
+  """
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  full_env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO),
+                                                          str(TESTS)]))
+  full_env.update(env or {})
+  return subprocess.run(
+      [sys.executable, '-m', f'restorect_jax.{module}', *args],
+      capture_output=True, text=True, env=full_env, cwd=REPO,
+      timeout=timeout, check=False)
+
+
+def damage(directory: str) -> str:
+  """Flips 8 bytes in the middle of the largest file under ``directory``
+  (its size unchanged); returns the file's path."""
+  files = [os.path.join(r, f) for r, _, fs in os.walk(directory) for f in fs]
+  path = max(files, key=os.path.getsize)
+  size = os.path.getsize(path)
+  with open(path, 'r+b') as f:
+    f.seek(size // 2)
+    chunk = f.read(8)
+    f.seek(size // 2)
+    f.write(bytes(b ^ 0xFF for b in chunk))
+  assert os.path.getsize(path) == size
+  return path

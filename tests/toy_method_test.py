@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import textwrap
 
@@ -27,8 +25,6 @@ from restorect_jax import methods
 from restorect_jax.core.train_step import Phase
 from restorect_jax.inference.predictor import Predictor
 import testutil
-
-TESTS = os.path.dirname(os.path.abspath(__file__))
 
 
 class OneConv(nn.Module):
@@ -124,12 +120,7 @@ def get_config(arg=None):
 
 
 def _run(module, *args):
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(testutil.REPO),
-                                                     TESTS]))
-  return subprocess.run(
-      [sys.executable, '-m', f'restorect_jax.{module}', *args],
-      capture_output=True, text=True, env=env, cwd=testutil.REPO,
-      timeout=600, check=False)
+  return testutil.run_cli(module, *args)
 
 
 class ToyMethodTest(absltest.TestCase):

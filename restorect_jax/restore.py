@@ -112,22 +112,28 @@ def restore_image(predictor, image, *, name: str, seed: int = 0,
     return predictor.predict(image, name=name, steps=steps, seed=seed)
   context = predictor.prepare(image, steps=steps, name=name, seed=seed)
 
-  def plain(batch):
-    return predictor.run(batch, context, steps=steps)
+  def plain(batch, valid=None):
+    return predictor.run(batch, context, steps=steps, valid=valid)
 
   def maybe_ensemble(fn):
     if ensemble == 'x8':
       return lambda batch: tiling.ensemble_x8(fn, batch)
     return fn
 
+  # A predictor that refills its padding at every step is told where the
+  # image ends; ensembled tiles (padding rotated away from bottom/right)
+  # are treated as all image.
+  refill = predictor.refills_padding
   if tile:
     # Tiles already have sides that are multiples of m (also rotated).
     out = tiling.restore_tiled(maybe_ensemble(plain), image, tile=tile,
                                overlap=overlap, multiple=m, batch=tile_batch,
-                               progress=progress)
+                               progress=progress,
+                               pass_valid=refill and not ensemble)
   else:
     # Each (transformed) copy is padded bottom/right, as the reference does.
-    padded = tiling.with_padding(plain, multiple=m, bucket=buckets)
+    padded = tiling.with_padding(plain, multiple=m, bucket=buckets,
+                                 pass_valid=refill)
     out = maybe_ensemble(padded)(image[None])[0]
   out = np.asarray(out)
   predictor_lib.check_finite(out, name, predictor.info)

@@ -90,6 +90,17 @@ class PaddingTest(absltest.TestCase):
     self.assertIsInstance(got, jax.Array)
     np.testing.assert_array_equal(np.asarray(got), padded)
 
+  def test_refill_reflect_equals_crop_then_pad(self):
+    # Traced sizes, every item its own (h, w), 1-pixel and repeated
+    # reflections included; the garbage beyond (h, w) must not survive.
+    rng = np.random.default_rng(1)
+    x = rng.random((5, 16, 12, 2)).astype(np.float32)
+    valid = np.int32([[16, 12], [13, 6], [1, 12], [5, 1], [9, 11]])
+    got = np.asarray(jax.jit(padding.refill_reflect)(x, valid))
+    for b, (h, w) in enumerate(valid):
+      want = padding.pad_to(padding.crop_to(x[b], (h, w)), (16, 12))
+      np.testing.assert_array_equal(got[b], want, err_msg=f'item {b}')
+
   def test_symmetric_repeats_the_edge(self):
     x = np.arange(6).reshape(2, 3)
     # cv2.BORDER_REFLECT: the last row / column is repeated, then mirrored.

@@ -60,6 +60,11 @@ class Predictor:
     run_fn: ``(batch (B, h, w, 3), context, steps) -> (B, h, w, 3)``.
     needs_gt: the model sees the ground truth (a privileged teacher); such
       a predictor evaluates on paired data only and cannot tile.
+    refills_padding: the model rewrites the padded border from the image
+      before every network call (IR-Flow: its reference pads and crops at
+      every sampler step). ``run_fn`` then takes a fourth argument, the
+      (B, 2) valid (h, w) of each batch item (None: all of it is image),
+      and the callers that pad (``predict``, tiles, buckets) pass it.
   """
   method: str
   multiple: int
@@ -69,6 +74,7 @@ class Predictor:
   prepare_fn: Callable[..., Any]
   run_fn: Callable[[jax.Array, Any, int], jax.Array]
   needs_gt: bool = False
+  refills_padding: bool = False
 
   def steps_or_default(self, steps: int | None) -> int:
     """``steps`` checked (≥ 1), or :attr:`default_steps`."""
@@ -107,14 +113,29 @@ class Predictor:
     return self.prepare_fn(padded, steps, key, gt_padded, noise)
 
   def run(self, batch: np.ndarray | jax.Array, context: Any, *,
-          steps: int | None = None) -> jax.Array:
-    """Restores a (B, h, w, 3) batch (sides multiples of ``multiple``)."""
+          steps: int | None = None, valid: Any = None) -> jax.Array:
+    """Restores a (B, h, w, 3) batch (sides multiples of ``multiple``).
+
+    Args:
+      batch: the padded batch.
+      context: from :meth:`prepare`.
+      steps: sampling steps (default :attr:`default_steps`).
+      valid: (B, 2) int array: the image's (h, w) in the top-left corner of
+        each item, the rest being reflect padding; None when the whole
+        batch is image. Used by :attr:`refills_padding` predictors only.
+    """
     b = jnp.asarray(batch, jnp.float32)
     h, w = b.shape[1:3]
     if h % self.multiple or w % self.multiple:
       raise ValueError(f'run() needs sides that are multiples of '
                        f'{self.multiple}, got {h}x{w}.')
-    return self.run_fn(b, context, self.steps_or_default(steps))
+    steps = self.steps_or_default(steps)
+    if self.refills_padding:
+      if valid is not None:
+        valid = jnp.broadcast_to(jnp.asarray(valid, jnp.int32),
+                                 (b.shape[0], 2))
+      return self.run_fn(b, context, steps, valid)
+    return self.run_fn(b, context, steps)
 
   def predict(self, lq: np.ndarray, *, name: str = '',
               steps: int | None = None, seed: int = 0,
@@ -131,7 +152,8 @@ class Predictor:
     context = self.prepare(lq, steps=steps, name=name, seed=seed, gt=gt,
                            noise=noise)
     padded, (h, w) = self._pad(lq)
-    out = np.asarray(self.run(padded, context, steps=steps))[0, :h, :w]
+    out = np.asarray(self.run(padded, context, steps=steps,
+                              valid=[[h, w]]))[0, :h, :w]
     check_finite(out, name, self.info)
     return np.clip(out, 0.0, 1.0) if clip else out
 

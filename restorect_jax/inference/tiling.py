@@ -132,6 +132,7 @@ def with_padding(
     bucket: bool = True,
     min_side: int = 64,
     per_octave: int = 4,
+    pass_valid: bool = False,
 ) -> Predictor:
   """Wraps a predictor so it takes (B, h, w, C) batches of any h, w.
 
@@ -147,6 +148,9 @@ def with_padding(
       multiple (parity with the references).
     min_side: see :func:`bucket_side`.
     per_octave: see :func:`bucket_side`.
+    pass_valid: call ``predict(padded, valid)`` with ``valid`` the (B, 2)
+      int32 array of the image's (h, w) in each padded item (a predictor
+      that re-reflects the padding at every step needs it).
 
   Returns:
     A function (B, h, w, C) → (B, h, w, C_out).
@@ -162,7 +166,11 @@ def with_padding(
       )
     else:
       shape = round_up(h, multiple), round_up(w, multiple)
-    return crop_to(predict(pad_to(batch, shape)), (h, w))
+    padded = pad_to(batch, shape)
+    if pass_valid:
+      valid = np.tile(np.int32([[h, w]]), (batch.shape[0], 1))
+      return crop_to(predict(padded, valid), (h, w))
+    return crop_to(predict(padded), (h, w))
 
   return padded_predict
 
@@ -384,6 +392,7 @@ def restore_tiled(
     margin: int | None = None,
     window: Window = 'linear',
     progress: Callable[[int, int], None] | None = None,
+    pass_valid: bool = False,
 ) -> np.ndarray:
   """Runs ``predict`` on overlapping tiles of one image and blends them.
 
@@ -419,6 +428,11 @@ def restore_tiled(
     progress: called as ``progress(done, total)`` with the numbers of
       tiles blended and in all, after each batch's result is blended (so
       ``done`` reaches ``total`` once, at the end).
+    pass_valid: call ``predict(tiles, valid)`` with ``valid`` the (batch,
+      2) int32 array of each tile's (h, w) that lies inside the image (the
+      rest of a border tile is reflect padding): a predictor that
+      re-reflects the padding at every step then treats the image's
+      bottom/right border as the untiled run does.
 
   Returns:
     float32 (H, W, C_out) numpy array.
@@ -481,6 +495,8 @@ def restore_tiled(
   pending = None
   for start in range(0, len(boxes), batch):
     chunk = boxes[start:start + batch]
+    valid = np.int32([(min(th, h - y), min(tw, w - x)) for y, x in chunk])
+    valid = np.concatenate([valid] + [valid[-1:]] * (batch - len(chunk)))
     # A fresh buffer per call: an asynchronous predictor may still read it.
     tiles = np.empty((batch, th, tw, c), np.float32)
     for j, (y, x) in enumerate(chunk):
@@ -489,7 +505,7 @@ def restore_tiled(
       else:
         tiles[j] = image[np.ix_(rows[y:y + th], cols[x:x + tw])]
     tiles[len(chunk):] = tiles[len(chunk) - 1]
-    result = predict(tiles)
+    result = predict(tiles, valid) if pass_valid else predict(tiles)
     if pending is not None:
       accumulate(*pending)
     pending = (result, chunk, start)

@@ -74,6 +74,39 @@ def reflect_indices(n: int, size: int) -> np.ndarray:
   return np.where(i >= size, period - i, i)
 
 
+def refill_reflect(x: jax.Array, valid: jax.Array) -> jax.Array:
+  """Rewrites the padded border of each image from its valid region.
+
+  ``x[b]`` holds an image of ``valid[b] = (h, w)`` pixels in its top-left
+  corner; every row ``>= h`` and column ``>= w`` is replaced by the
+  reflection :func:`pad_to` would put there (:func:`reflect_indices` with a
+  traced size), so ``refill_reflect(x, v)[b]`` equals
+  ``pad_to(crop_to(x[b], v[b]), x.shape[1:3])``. The sizes are traced: one
+  compiled program serves every (h, w) of a shape. A sampler that calls
+  this before every network evaluation reproduces a reference that pads
+  and crops at every call, while its state keeps one padded shape.
+
+  Args:
+    x: (B, H, W, C) array.
+    valid: (B, 2) int array of the valid (h, w), each in [1, H] / [1, W].
+
+  Returns:
+    An array like ``x``.
+  """
+
+  def indices(n, size):
+    i = jnp.arange(size)
+    period = jnp.maximum(2 * (n - 1), 1)
+    m = jnp.mod(i, period)
+    return jnp.where(n == 1, 0, jnp.where(m >= n, period - m, m))
+
+  def one(img, hw):
+    img = jnp.take(img, indices(hw[0], img.shape[0]), axis=0)
+    return jnp.take(img, indices(hw[1], img.shape[1]), axis=1)
+
+  return jax.vmap(one)(x, jnp.asarray(valid, jnp.int32))
+
+
 def pad_to(image: Any, shape: Sequence[int]) -> Any:
   """Reflect-pads the bottom/right of an image to a larger spatial shape.
 

@@ -1,10 +1,15 @@
 """IR-Flow's predictor: the sampler run from the degraded image (t = 1).
 
 Deterministic (no noise), so the seed and the image's name do not matter.
-The predictor does not pad: the network reflect-pads to a multiple of
-``2**depth`` and crops back at every call, as the reference does, so each
-Euler step sees the unpadded state (padding once before sampling would let
-the padded border evolve with the image).
+The reference reflect-pads to a multiple of ``2**depth`` and crops back at
+every network call, so each Euler step sees the unpadded state. Here the
+image is padded once (one shape for the whole run, and tiles that cover the
+padded area as the other methods' do) and the border is re-reflected from
+the image before every call (:func:`ops.padding.refill_reflect`, the
+predictor's ``refills_padding``): the same network inputs as the
+reference's, so multi-step outputs match it on any size. Without the refill
+the padded border would evolve with the image and leak into it (max|Δ|
+0.05 at N = 4 on a 40×40 image).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import jax.numpy as jnp
 from restorect_jax.inference.predictor import Predictor
 from restorect_jax.methods.irflow import flow
 from restorect_jax.methods.irflow.steps import irflow_velocity
+from restorect_jax.ops import padding
 
 SAMPLERS = {'euler': flow.euler_sample, 'heun': flow.heun_sample,
             'standard_euler': flow.standard_euler_sample}
@@ -34,15 +40,22 @@ def check_sampler(sampler: str) -> None:
 
 @functools.partial(jax.jit, static_argnames=(
     'model', 'sampler', 'channel_order', 'base'))
-def sample(params, lq, num_steps, *, model: nn.Module,
+def sample(params, lq, num_steps, valid=None, *, model: nn.Module,
            sampler: str = 'euler', channel_order: str = 'bgr',
            base: bool = False):
   """IR-Flow restoration of a (B, H, W, 3) batch (sides padded).
 
   ``num_steps`` (≥ 1, checked by the caller) is traced: one compiled
-  program per shape serves every step count.
+  program per shape serves every step count. ``valid`` ((B, 2) int, or
+  None when the batch is all image): the image's (h, w) in each item; the
+  padding beyond is re-reflected from the state before every network call.
   """
-  f = irflow_velocity(model, params, channel_order=channel_order, base=base)
+  net = irflow_velocity(model, params, channel_order=channel_order,
+                        base=base)
+  if valid is None:
+    f = net
+  else:
+    f = lambda x, k: net(padding.refill_reflect(x, valid), k)
   if base:
     return f(lq, None)
   return SAMPLERS[sampler](f, lq, num_steps)
@@ -56,10 +69,11 @@ def irflow_predictor(params: Mapping[str, Any], *, model: nn.Module,
   check_sampler(sampler)
   params = dict(params)
 
-  def run(batch, context, steps):
+  def run(batch, context, steps, valid):
     del context
-    return sample(params, batch, jnp.int32(steps), model=model,
+    return sample(params, batch, jnp.int32(steps), valid, model=model,
                   sampler=sampler, channel_order=channel_order, base=base)
 
-  return Predictor('irflow', 1, False, default_steps, info,
-                   lambda padded, steps, key, gt, noise: None, run)
+  return Predictor('irflow', 2**model.depth, False, default_steps, info,
+                   lambda padded, steps, key, gt, noise: None, run,
+                   refills_padding=True)

@@ -63,9 +63,13 @@ _TILE = flags.DEFINE_integer('tile', 0, 'Tile size (0: automatic).',
                              lower_bound=0)
 _OVERLAP = flags.DEFINE_integer('tile_overlap', 32, 'Tile overlap (px).',
                                 lower_bound=0)
+# 512 x 512 tiles: the default-width Interface needs 2.0 GiB of XLA
+# temporaries per tile at this size and 8.2 GiB at 1024 x 1024
+# (benchmarks/memory_bench.py), so the default keeps restore under 6 GiB.
 _MAX_PIXELS = flags.DEFINE_integer(
-    'max_pixels', 1024 * 1024,
-    'Images with more pixels are tiled automatically (0: never).',
+    'max_pixels', 512 * 512,
+    'Images with more pixels are tiled automatically (0: never); the tile '
+    'side is the largest model multiple whose square fits.',
     lower_bound=0)
 _TILE_BATCH = flags.DEFINE_integer('tile_batch', 1, 'Tiles per forward.',
                                    lower_bound=1)

@@ -286,6 +286,28 @@ class RestoreTiledTest(parameterized.TestCase):
       self.assertEqual(pred.shapes,
                        [(1, tiling.round_up(h, 8), tiling.round_up(w, 8), 3)])
 
+  def test_valid_extent_of_each_tile(self):
+    # 77x101 pads to 80x104: tiles of 32 start at rows 0, 24, 48 and
+    # columns 0, 24, 48, 72; a border tile's valid part ends at the image.
+    seen = []
+
+    def predict(tiles, valid):
+      seen.extend(map(tuple, np.asarray(valid)))
+      return tiles
+
+    out = tiling.restore_tiled(predict, _image(77, 101), tile=32, overlap=8,
+                               batch=5, pass_valid=True)
+    self.assertEqual(out.shape, (77, 101, 3))
+    want = [(min(32, 77 - y), min(32, 101 - x))
+            for y in (0, 24, 48) for x in (0, 24, 48, 72)]
+    # 12 tiles in batches of 5: the last batch repeats its last tile.
+    self.assertEqual(seen, want + [want[-1]] * 3)
+    self.assertEqual(want[-1], (29, 29))
+    got = []
+    tiling.with_padding(lambda b, v: got.append(np.asarray(v)) or b,
+                        bucket=False, pass_valid=True)(_image(13, 6)[None])
+    np.testing.assert_array_equal(got[0], [[13, 6]])
+
   def test_output_channels_may_differ(self):
     img = _image(40, 50)
     out = tiling.restore_tiled(lambda x: x[..., :1] * 2, img, tile=16,

@@ -40,7 +40,10 @@ TASKS = {
     # The reference pairs x4-smaller LR crops with HR crops and has no
     # upsampler: the LR images must be pre-upsampled to HR size.
     'sr': (2e-4, (100_000, 200_000, 400_000, 600_000), 0.3, 0.0),
-    'demo': (1e-3, (), 0.3, 25.0 / 255.0),
+    # 5e-4, not 1e-3: at 1e-3 the 300-step demo is chaotic (loss spikes;
+    # two attention formulations equal to ~1e-7 per call ended 2.6 dB
+    # apart, 21.29 vs 18.69 dB at 1 step), at 5e-4 it is not (README).
+    'demo': (5e-4, (), 0.3, 25.0 / 255.0),
 }
 
 
@@ -50,7 +53,7 @@ def demo(c: common.Config, steps: int = 300) -> None:
   Denoising σ 25 of the demo photos' clean images (the registry's
   ``demo_denoise`` layout: the noisy input is made from the GT).
   Deviations from the reference for a minutes-long run: nf 16,
-  32×32 patches, lr 1e-3 without decay, EMA warm-up shortened (update every
+  32×32 patches, lr 5e-4 without decay, EMA warm-up shortened (update every
   step after step 20), MSC off (it only changes the logged loss in
   reference mode and costs up to 10 extra forward passes), 4 eval images.
   """

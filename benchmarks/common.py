@@ -337,6 +337,10 @@ class Workload:
     carry: ``jax_fn`` is a train step whose first output is the next
       state (first argument).
     notes: printed under the table.
+    loop_flops: for a program whose sampler is a device loop (XLA's cost
+      analysis counts a ``while`` body once): ``(jitted body, its
+      arguments, extra trips)``; the body's FLOPs times the extra trips
+      are added to the program's.
   """
   name: str
   shape: str
@@ -347,6 +351,7 @@ class Workload:
   torch_value: Callable[[Any], Any]
   carry: bool = False
   notes: str = ''
+  loop_flops: tuple[Callable, tuple, int] | None = None
 
 
 def run_workload(w: Workload, *, frameworks: set[str], device: str | None,
@@ -362,6 +367,11 @@ def run_workload(w: Workload, *, frameworks: set[str], device: str | None,
   if 'jax' in frameworks:
     compiled, compile_s = compile_jax(w.jax_fn, *w.jax_args)
     row.flops = xla_flops(compiled)
+    if w.loop_flops is not None and row.flops is not None:
+      body, body_args, trips = w.loop_flops
+      body_flops = xla_flops(body.lower(*body_args).compile())
+      row.flops = None if body_flops is None else (
+          row.flops + trips * body_flops)
     row.jax, first_jax = time_jax(compiled, w.jax_args, warmup=warmup,
                                   repeats=repeats, carry=w.carry)
     row.jax.compile_s = compile_s

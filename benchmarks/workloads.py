@@ -19,6 +19,7 @@ from benchmarks import common
 from restorect_jax import methods
 from restorect_jax.core import train_step
 from restorect_jax.methods.irflow import predictor as irflow_predictor
+from restorect_jax.methods.irflow.steps import irflow_velocity
 from restorect_jax.models import Model
 from restorect_jax.models import init_variables
 from restorect_jax.models import layers
@@ -292,9 +293,15 @@ def irflow_workload(*, variant: str, size: int, batch: int, num_steps: int,
         return _torch_euler(net, t_lq, num_steps)
     return t_fn
 
+  # The sampler is a fori_loop: cost analysis counts one UNet call of the
+  # N; the other N - 1 are added from one call's count.
+  velocity = jax.jit(irflow_velocity(model, params['model'],
+                                     channel_order='bgr'))
+  one_call = (velocity, (jnp.asarray(lq), jnp.zeros((1,), jnp.int32)),
+              num_steps - 1)
   return common.Workload(
       f'IR-Flow {variant} N={num_steps}', f'{batch}×{size}²', jax.jit(fn),
       (params, jnp.asarray(lq)), make_torch_fn, jax_value=lambda out: out,
-      torch_value=common.to_nhwc)
+      torch_value=common.to_nhwc, loop_flops=one_call)
 
 

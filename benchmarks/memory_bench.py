@@ -4,11 +4,12 @@ Commands::
 
   # the figure: 6 MP and 24 MP with the default-width Interface
   # (random weights), each in a fresh process, automatic tiling as the
-  # restore CLI does it (32-px overlap); 512 x 512 tiles keep G's default
-  # width under 6 GiB (its 1024 x 1024 tiles need 8.2 GiB of temporaries)
-  .venv/bin/python -m benchmarks.memory_bench --max_pixels=262144
-  # quick: the demo variant at the CLI's default 1 MP tiles
-  .venv/bin/python -m benchmarks.memory_bench --variant=demo
+  # restore CLI does it (32-px overlap, its default 512 x 512 tiles: G's
+  # default width needs 8.2 GiB of temporaries for 1024 x 1024 tiles)
+  .venv/bin/python -m benchmarks.memory_bench
+  # quick: the demo variant with 1 MP tiles (as measured below)
+  .venv/bin/python -m benchmarks.memory_bench --variant=demo \
+      --max_pixels=1048576
   # what windowed priors change: whole-image vs windowed priors on an image
   # that fits both ways (max|Δ| of the priors and of the restored image)
   .venv/bin/python -m benchmarks.memory_bench --compare=2048x1536 \
@@ -29,7 +30,8 @@ weights): memory and time do not depend on them.
 
 Measured (2 shared CPUs, load ~8): demo variant, 1 MP tiles: 6 MP 3.19 GiB
 (267 s), 24 MP 3.63 GiB (1003 s): +449 MiB, 2.2 image buffers. Default
-variant, 512 tiles: 6 MP 3.84 GiB (2493 s). What sets the level is one
+variant, 512 tiles: 6 MP 3.84 GiB (2493 s), 24 MP 4.47 GiB (6222 s, load
+~3): +645 MiB, 3.1 image buffers. What sets the level is one
 tile of G (XLA temporaries: default width 2.0 GiB at 512², 8.2 GiB at
 1024²; demo 0.5 / 2.1 GiB) and one prior window (0.28 GiB at 1 MP, was
 6.4 GiB for the whole-image priors of 24 MP).

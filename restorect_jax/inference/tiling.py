@@ -495,8 +495,6 @@ def restore_tiled(
   pending = None
   for start in range(0, len(boxes), batch):
     chunk = boxes[start:start + batch]
-    valid = np.int32([(min(th, h - y), min(tw, w - x)) for y, x in chunk])
-    valid = np.concatenate([valid] + [valid[-1:]] * (batch - len(chunk)))
     # A fresh buffer per call: an asynchronous predictor may still read it.
     tiles = np.empty((batch, th, tw, c), np.float32)
     for j, (y, x) in enumerate(chunk):
@@ -505,7 +503,13 @@ def restore_tiled(
       else:
         tiles[j] = image[np.ix_(rows[y:y + th], cols[x:x + tw])]
     tiles[len(chunk):] = tiles[len(chunk) - 1]
-    result = predict(tiles, valid) if pass_valid else predict(tiles)
+    if pass_valid:
+      # Each tile's part inside the image; padding items repeat the last.
+      valid = [(min(th, h - y), min(tw, w - x)) for y, x in chunk]
+      valid += valid[-1:] * (batch - len(chunk))
+      result = predict(tiles, np.int32(valid))
+    else:
+      result = predict(tiles)
     if pending is not None:
       accumulate(*pending)
     pending = (result, chunk, start)

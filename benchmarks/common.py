@@ -169,6 +169,26 @@ def format_machine(info: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------
 
 
+def run_child(module: str, args: Sequence[str], what: str, *,
+              env: dict[str, str] | None = None) -> dict[str, Any]:
+  """Runs ``python -m benchmarks.<module> <args>`` in a fresh process.
+
+  The child prints one JSON object as its last stdout line; that object is
+  returned. A failing child ends this process with ``what`` and the end of
+  the child's stderr.
+  """
+  import subprocess  # pylint: disable=g-import-not-at-top
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  proc = subprocess.run(
+      [sys.executable, '-m', f'benchmarks.{module}', *args],
+      capture_output=True, text=True, check=False, cwd=repo,
+      env=None if env is None else dict(os.environ, **env))
+  if proc.returncode:
+    sys.exit(f'{what}: the child process failed (exit {proc.returncode}):\n'
+             f'{proc.stderr[-3000:]}')
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def xla_flops(compiled: Any) -> float | None:
   """FLOPs of a compiled JAX program from XLA's cost analysis (or None).
 

@@ -21,12 +21,13 @@ import json
 import os
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 
 from absl import app
 from absl import flags
+
+from benchmarks import common
 
 _STAGES = flags.DEFINE_list('stages', ['s1', 's2'], 'Stages: s1, s2.')
 _OPTIONS = flags.DEFINE_list(
@@ -56,25 +57,22 @@ def _parse_options(text: str) -> dict[str, object]:
 def _step_and_args(stage: str, options: dict[str, object]):
   """The jitted train step of ``stage`` and its arguments."""
   import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from benchmarks import workloads  # pylint: disable=g-import-not-at-top
   from restorect_jax import config_lib  # pylint: disable=g-import-not-at-top
   from restorect_jax import methods  # pylint: disable=g-import-not-at-top
   from restorect_jax.core import train_step  # pylint: disable=g-import-not-at-top
   from restorect_jax.core.train_state import TrainState  # pylint: disable=g-import-not-at-top
-  from restorect_jax.models import init_variables  # pylint: disable=g-import-not-at-top
   config = config_lib.load(
       os.path.join(_REPO, 'configs', f'restorect_{stage}.py'),
       'dataset=lol_v1')
   config.model.variant = _VARIANT.value
   method = methods.for_config(config)
   models = method.models(config)
-  img = jnp.zeros((1, 32, 32, 3), jnp.float32)
-  frozen = {f'decom_{w}': init_variables(models['decom'], i + 1, img)
-            for i, w in enumerate(('low', 'high'))}
+  # The benchmarks' random frozen DecomNets (and S2's random teacher).
+  setup = workloads.Setup(_VARIANT.value, 'float32', None, 0, False)
+  frozen = dict(setup.frozen)
   if stage == 's2':
-    rex = jnp.zeros((1, 32, 32, 4), jnp.float32)
-    frozen['teacher'] = init_variables(models['teacher'], 3, img, img, rex,
-                                       rex)['params']
+    frozen['teacher'] = setup.variables('teacher')['params']
   params = method.init(config, models, frozen)
   tx, schedules = method.optimizers(config, params)
   state = TrainState.create(params, tx, jax.random.PRNGKey(0))
@@ -127,17 +125,12 @@ def main(argv):
   print('|---|---|---|---|---|---|')
   for stage in _STAGES.value:
     for text in _OPTIONS.value:
-      argv = [sys.executable, '-m', 'benchmarks.compile_bench',
-              f'--child={stage}|{text}', f'--size={_SIZE.value}',
-              f'--batch={_BATCH.value}', f'--variant={_VARIANT.value}',
-              f'--run={_RUN.value}']
-      env = dict(os.environ, JAX_ENABLE_COMPILATION_CACHE='false')
-      proc = subprocess.run(argv, capture_output=True, text=True, cwd=_REPO,
-                            env=env, check=False)
-      if proc.returncode:
-        sys.exit(f'{stage} {text!r}: failed (exit {proc.returncode}):\n'
-                 f'{proc.stderr[-3000:]}')
-      r = json.loads(proc.stdout.strip().splitlines()[-1])
+      r = common.run_child(
+          'compile_bench',
+          [f'--child={stage}|{text}', f'--size={_SIZE.value}',
+           f'--batch={_BATCH.value}', f'--variant={_VARIANT.value}',
+           f'--run={_RUN.value}'],
+          f'{stage} {text!r}', env={'JAX_ENABLE_COMPILATION_CACHE': 'false'})
       run = '-' if r['run_s'] is None else f'{r["run_s"]:.2f}'
       print(f'| {r["step"]} | {r["options"]} | {r["lower_s"]:.1f} | '
             f'{r["compile_s"]:.1f} | {r["hlo_chars"]:,} | {run} |',

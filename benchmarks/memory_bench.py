@@ -44,7 +44,6 @@ import math
 import os
 import resource
 import shlex
-import subprocess
 import sys
 import time
 
@@ -53,6 +52,7 @@ from absl import flags
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks import common
 from restorect_jax import restore
 from restorect_jax.inference import loading
 from restorect_jax.methods.restorect import predictor as rpred
@@ -162,19 +162,12 @@ def _child(size: str) -> None:
 
 
 def _run_child(size: str) -> dict:
-  argv = [sys.executable, '-m', 'benchmarks.memory_bench', f'--child={size}',
-          f'--variant={FLAGS.variant}', f'--tile={FLAGS.tile}',
-          f'--max_pixels={FLAGS.max_pixels}',
+  args = [f'--child={size}', f'--variant={FLAGS.variant}',
+          f'--tile={FLAGS.tile}', f'--max_pixels={FLAGS.max_pixels}',
           f'--tile_overlap={FLAGS.tile_overlap}', f'--decom={FLAGS.decom}']
   if _PRIOR_MAX_PIXELS.value is not None:
-    argv.append(f'--prior_max_pixels={_PRIOR_MAX_PIXELS.value}')
-  proc = subprocess.run(argv, capture_output=True, text=True, check=False,
-                        cwd=os.path.dirname(os.path.dirname(
-                            os.path.abspath(__file__))))
-  if proc.returncode:
-    sys.exit(f'{size}: the child process failed (exit {proc.returncode}):\n'
-             f'{proc.stderr[-3000:]}')
-  return json.loads(proc.stdout.strip().splitlines()[-1])
+    args.append(f'--prior_max_pixels={_PRIOR_MAX_PIXELS.value}')
+  return common.run_child('memory_bench', args, size)
 
 
 def _memory_table() -> None:

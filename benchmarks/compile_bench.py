@@ -37,6 +37,9 @@ _SIZE = flags.DEFINE_integer('size', 128, 'Patch side.')
 _BATCH = flags.DEFINE_integer('batch', 1, 'Batch size.')
 _VARIANT = flags.DEFINE_string('variant', 'default', 'RestoRect variant.')
 _RUN = flags.DEFINE_integer('run', 0, 'Timed calls after compiling.')
+_DEPTHWISE = flags.DEFINE_string(
+    'depthwise', 'auto', 'The models\' depthwise option '
+    '(layers.DEPTHWISE_FORMULATIONS).')
 _CHILD = flags.DEFINE_string('child', '', 'Internal: "stage|options".')
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -66,6 +69,7 @@ def _step_and_args(stage: str, options: dict[str, object]):
       os.path.join(_REPO, 'configs', f'restorect_{stage}.py'),
       'dataset=lol_v1')
   config.model.variant = _VARIANT.value
+  config.model.depthwise = _DEPTHWISE.value
   method = methods.for_config(config)
   models = method.models(config)
   # The benchmarks' random frozen DecomNets (and S2's random teacher).
@@ -118,7 +122,8 @@ def main(argv):
     _child(_CHILD.value)
     return
   print(f'command: {shlex.join(sys.argv)}')
-  print(f'variant {_VARIANT.value}, batch {_BATCH.value}×{_SIZE.value}², '
+  print(f'variant {_VARIANT.value}, depthwise {_DEPTHWISE.value}, '
+        f'batch {_BATCH.value}×{_SIZE.value}², '
         f'{os.cpu_count()} CPUs')
   print('| step | XLA options | lower s | compile s | StableHLO chars | '
         f'run s (median of {_RUN.value}) |')
@@ -129,7 +134,7 @@ def main(argv):
           'compile_bench',
           [f'--child={stage}|{text}', f'--size={_SIZE.value}',
            f'--batch={_BATCH.value}', f'--variant={_VARIANT.value}',
-           f'--run={_RUN.value}'],
+           f'--run={_RUN.value}', f'--depthwise={_DEPTHWISE.value}'],
           f'{stage} {text!r}', env={'JAX_ENABLE_COMPILATION_CACHE': 'false'})
       run = '-' if r['run_s'] is None else f'{r["run_s"]:.2f}'
       print(f'| {r["step"]} | {r["options"]} | {r["lower_s"]:.1f} | '

@@ -66,6 +66,7 @@ def _input(dataset: str) -> Config:
       resize='none', resize_size=512,
       eval_resize='none', eval_resize_size=256,
       num_workers=0,   # grain worker processes (same stream as 0)
+      cache_mb=0,      # decoded train records kept in memory, MiB/process
   ))
 
 
@@ -77,6 +78,7 @@ def _run(c: Config) -> None:
   c.ckpt_steps = 5_000
   c.keep_ckpts = 3
   c.eval_steps = 5_000
+  c.eval_last = True  # also evaluate after the last step
   # The evaluator of training and --mode=eval (restorect_jax.evaluation):
   # the protocols it reports, images (0: all), grid images kept, and the σ
   # of synthetic noise for denoising sets (input = gt + σ·N(0, 1), seeded

@@ -19,7 +19,8 @@ backward for batch 4 takes 100 / 212 / 869 ms at 16² / 32² / 64²), batch
 8; lr 1e-3 with one cosine cycle (S1) or constant (S2); few steps; EMA
 decay 0.99 (with 0.999, 300 steps leave the EMA weights 74 % at their
 initial values: 0.999^300 ≈ 0.74); randomly initialised frozen DecomNets
-(no weights ship with the package).
+(no weights ship with the package); the decoded training pairs kept in
+memory (``input.cache_mb``) instead of decoded again at every step.
 
 Args (``:a=b,c``): ``stage`` (s1, s2), ``s1_steps``, ``s2_steps``,
 ``phase1_steps``.
@@ -34,7 +35,7 @@ def get_config(arg=None):
   c = common.restorect(a.stage, 'demo')
   c.model.variant = 'demo'
   c.input.update(dict(patch_size=16, batch_size=8, mini_batch_sizes=(8,),
-                      gt_sizes=(16,)))
+                      gt_sizes=(16,), cache_mb=64))
   c.optim.lr = 1e-3
   c.optim.ema_decay = 0.99
   c.log_training_steps = 25

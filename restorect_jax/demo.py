@@ -41,6 +41,7 @@ def _config(stage: str):
       if f.value is not None]
   c = config_lib.load(config_lib.repo_configs('demo.py'), ','.join(args))
   c.seed = _SEED.value
+  c.eval_last = False  # main() evaluates both stages through one evaluator
   if _RF_STEPS.value:
     c.rf_steps = _RF_STEPS.value
   return c

@@ -99,7 +99,11 @@ def _log_and_check(pending, writer, progress, ckpt) -> None:
 
 
 def train_and_evaluate(config: Config, workdir: str) -> dict[str, Any]:
-  """Trains the configured method in ``workdir``; returns the final eval."""
+  """Trains the configured method in ``workdir``; returns the last eval.
+
+  The result is ``{}`` when no evaluation ran (``config.eval_last=False``
+  and no ``eval_steps`` reached).
+  """
   method = methods.for_config(config)
   os.makedirs(workdir, exist_ok=True)
   writer = metric_writers.process_writer(workdir)
@@ -160,6 +164,7 @@ def train_and_evaluate(config: Config, workdir: str) -> dict[str, Any]:
       every_steps=config.log_training_steps)
   pending = hot_loop.PendingMetrics()
   result: dict[str, Any] = {}
+  eval_last = config.get('eval_last', True)
 
   def batches():
     # Each batch travels with the iterator state just after it: prefetching
@@ -183,7 +188,8 @@ def train_and_evaluate(config: Config, workdir: str) -> dict[str, Any]:
       due = lambda every: bool(every) and done % every == 0
       log = due(config.log_training_steps)
       save = due(config.ckpt_steps) or last
-      evaluate = records is not None and (due(config.eval_steps) or last)
+      evaluate = records is not None and (
+          due(config.eval_steps) or (last and eval_last))
       if log or save or evaluate or last:
         _log_and_check(pending, writer, progress, ckpt)
       if save:
@@ -191,7 +197,8 @@ def train_and_evaluate(config: Config, workdir: str) -> dict[str, Any]:
       if evaluate:
         result = evaluate_and_log(method, config, state, frozen, records,
                                   writer, done, workdir)
-    if records is not None and not result and start >= config.total_steps:
+    if (records is not None and eval_last and not result
+        and start >= config.total_steps):
       result = evaluate_and_log(method, config, state, frozen, records,
                                 writer, start, workdir)
   finally:

@@ -148,6 +148,17 @@ class LoopTest(absltest.TestCase):
     self.assertEqual(meta['config']['stage'], 's1')
     self.assertEqual(meta['config']['method'], 'restorect')
 
+  def test_eval_last_off_skips_the_final_evaluation(self):
+    # The demo evaluates both stages itself (config.eval_last=False).
+    c = self._config(total=1)
+    c.eval_last = False
+    wd = tempfile.mkdtemp()
+    for _ in range(2):  # a fresh run, then the finished run resumed
+      self.assertEqual(train.train_and_evaluate(c, wd), {})
+      self.assertFalse(os.path.exists(os.path.join(wd, 'eval.json')))
+    c.eval_last = True  # resuming the finished run with it on evaluates
+    self.assertEqual(train.train_and_evaluate(c, wd)['step'], 1)
+
 
 class CliTest(absltest.TestCase):
 

@@ -804,5 +804,50 @@ class BadInputTest(_TmpDirTest):
     self.assertEqual(set(gt[0, :, 1].tolist()), {0, 1})
 
 
+class CachedSourceTest(_TmpDirTest):
+  """``sources.CachedSource``: decoded records kept up to a byte budget."""
+
+  class _Counting(_MemorySource):
+
+    def __init__(self, *a, **kw):
+      super().__init__(*a, **kw)
+      self.reads = []
+
+    def __getitem__(self, i):
+      if not -self.n <= i < self.n:
+        raise IndexError(f'Index {i} out of range for {self.n} pairs.')
+      self.reads.append(int(i) % self.n)
+      return super().__getitem__(int(i) % self.n)
+
+  def test_reads_each_record_once_and_returns_copies(self):
+    from restorect_jax.data import sources  # pylint: disable=g-import-not-at-top
+    src = self._Counting(3)
+    cached = sources.CachedSource(src, 2**20)
+    first = cached[1]
+    first['gt'][:] = 255  # a consumer writing in place...
+    again = cached[-2]  # ...does not reach the cache; -2 is record 1
+    self.assertEqual(src.reads, [1])
+    np.testing.assert_array_equal(again['gt'], np.full((6, 5, 3), 1))
+    self.assertEqual(again['name'], b'1')
+    self.assertLen(cached, 3)
+    self.assertEqual(cached.hw, (6, 5))  # attributes of the source
+
+  def test_budget_and_errors(self):
+    import pickle  # pylint: disable=g-import-not-at-top
+    from restorect_jax.data import sources  # pylint: disable=g-import-not-at-top
+    src = self._Counting(3)
+    one = 2 * 6 * 5 * 3  # bytes of lq + gt of one record
+    cached = sources.CachedSource(src, one)
+    for i in (0, 1, 0, 1):
+      cached[i]
+    self.assertEqual(src.reads, [0, 1, 1])  # only record 0 fits
+    with self.assertRaisesRegex(IndexError, 'out of range for 3'):
+      cached[3]
+    clone = pickle.loads(pickle.dumps(cached))  # a worker: empty cache
+    clone[0]
+    self.assertEqual(clone.source.reads[-1], 0)
+    self.assertEqual(clone.max_bytes, one)
+
+
 if __name__ == '__main__':
   absltest.main()

@@ -84,7 +84,7 @@ def _config(case: str, **overrides):
 
 def _fast_init(module, seed, *args, **kwargs):
   """``models.init_variables`` compiled with :data:`_XLA`."""
-  key = jax.random.key(seed, impl='rbg')
+  key = jax.random.key(seed, impl='unsafe_rbg')
   return jax.jit(module.init, compiler_options=_XLA)(key, *args, **kwargs)
 
 

@@ -28,10 +28,18 @@ class TrainState(flax.struct.PyTreeNode):
   @classmethod
   def create(cls, params, tx: dict[str, optax.GradientTransformation],
              rng: jax.Array) -> 'TrainState':
-    return cls(step=jnp.zeros((), jnp.int32), params=params,
-               ema_params=jax.tree.map(jnp.array, params),
-               opt_state={k: t.init(params) for k, t in tx.items()},
-               rng=rng, tx=tx)
+    """A fresh state: EMA = a copy of ``params``, fresh optimizer states.
+
+    Built by one jitted program: run eagerly, every distinct leaf shape
+    compiles its own small ``zeros`` / ``copy`` program (about 150 of them,
+    4.4 s, for the demo teacher on the 2-core CPU).
+    """
+    def build(params, rng):
+      return cls(step=jnp.zeros((), jnp.int32), params=params,
+                 ema_params=jax.tree.map(jnp.copy, params),
+                 opt_state={k: t.init(params) for k, t in tx.items()},
+                 rng=rng, tx=tx)
+    return jax.jit(build)(params, rng)
 
   def apply_gradients(self, grads, *, which: str, ema_decay: float
                       ) -> 'TrainState':

@@ -15,6 +15,7 @@ from typing import Any
 
 import jax
 import ml_collections
+import numpy as np
 
 from restorect_jax.core import sharding
 from restorect_jax.data import input_pipeline
@@ -64,7 +65,63 @@ def train_source(config: Config, workdir: str) -> Any:
   if source is None:
     raise ValueError('config.input names no training images '
                      '(input.lq_dir with input.dataset=folder).')
-  return source
+  cache_mb = inp.get('cache_mb', 0)
+  return CachedSource(source, cache_mb * 2**20) if cache_mb else source
+
+
+class CachedSource:
+  """A record source that keeps decoded records in memory, up to a budget.
+
+  Small training sets (the demo's 24 pairs) are read every step; decoding
+  the same PNGs again costs about a millisecond per file. Records are
+  kept until ``max_bytes`` of arrays are held (later ones are read from
+  the source every time) and each access returns fresh copies, so the
+  pipeline sees exactly what the source returns. Worker processes (grain)
+  each build their own cache. Other attributes come from the source.
+
+  Args:
+    source: a random-access source (``__len__``, ``__getitem__``).
+    max_bytes: the most array bytes to keep.
+  """
+
+  def __init__(self, source: Any, max_bytes: int):
+    self.source, self.max_bytes = source, int(max_bytes)
+    self._cache: dict[int, dict[str, Any]] = {}
+    self._bytes = 0
+
+  def __len__(self) -> int:
+    return len(self.source)
+
+  def __getitem__(self, index: int) -> dict[str, Any]:
+    n = len(self)
+    if not -n <= int(index) < n:
+      return self.source[index]  # the source's own error
+    key = int(index) % n
+    record = self._cache.get(key)
+    if record is None:
+      record = self.source[key]
+      size = sum(v.nbytes for v in record.values()
+                 if isinstance(v, np.ndarray))
+      if self._bytes + size <= self.max_bytes:
+        self._cache[key] = record
+        self._bytes += size
+    return {k: v.copy() if isinstance(v, np.ndarray) else v
+            for k, v in record.items()}
+
+  def __getattr__(self, name: str) -> Any:
+    if name.startswith('__') or name in ('source', 'max_bytes', '_cache',
+                                         '_bytes'):
+      raise AttributeError(name)
+    return getattr(self.source, name)
+
+  def __getstate__(self) -> dict[str, Any]:
+    return {'source': self.source, 'max_bytes': self.max_bytes}
+
+  def __setstate__(self, state: dict[str, Any]) -> None:
+    self.__init__(state['source'], state['max_bytes'])
+
+  def __repr__(self) -> str:
+    return f'CachedSource({self.source!r}, max_bytes={self.max_bytes})'
 
 
 def eval_records(config: Config, workdir: str) -> Any:

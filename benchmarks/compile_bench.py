@@ -28,6 +28,7 @@ from absl import app
 from absl import flags
 
 from benchmarks import common
+from restorect_jax.models import layers
 
 _STAGES = flags.DEFINE_list('stages', ['s1', 's2'], 'Stages: s1, s2.')
 _OPTIONS = flags.DEFINE_list(
@@ -37,9 +38,9 @@ _SIZE = flags.DEFINE_integer('size', 128, 'Patch side.')
 _BATCH = flags.DEFINE_integer('batch', 1, 'Batch size.')
 _VARIANT = flags.DEFINE_string('variant', 'default', 'RestoRect variant.')
 _RUN = flags.DEFINE_integer('run', 0, 'Timed calls after compiling.')
-_DEPTHWISE = flags.DEFINE_string(
-    'depthwise', 'auto', 'The models\' depthwise option '
-    '(layers.DEPTHWISE_FORMULATIONS).')
+_DEPTHWISE = flags.DEFINE_enum(
+    'depthwise', 'auto', list(layers.DEPTHWISE_FORMULATIONS),
+    'The RestoRect models\' depthwise option (layers.depthwise_conv3x3).')
 _CHILD = flags.DEFINE_string('child', '', 'Internal: "stage|options".')
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

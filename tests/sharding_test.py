@@ -33,6 +33,7 @@ from jax.sharding import PartitionSpec as P
 import numpy as np
 
 from restorect_jax import methods
+from restorect_jax import models
 from restorect_jax import train
 from restorect_jax.core import checkpointing
 from restorect_jax.core import optim
@@ -83,9 +84,9 @@ def _config(case: str, **overrides):
 
 
 def _fast_init(module, seed, *args, **kwargs):
-  """``models.init_variables`` compiled with :data:`_XLA`."""
-  key = jax.random.key(seed, impl='unsafe_rbg')
-  return jax.jit(module.init, compiler_options=_XLA)(key, *args, **kwargs)
+  """``models.init_variables`` compiled with :data:`_XLA` as well."""
+  return models.init_variables(module, seed, *args, compiler_options=_XLA,
+                               **kwargs)
 
 
 @functools.lru_cache(maxsize=None)

@@ -93,10 +93,7 @@ class CachedSource:
     return len(self.source)
 
   def __getitem__(self, index: int) -> dict[str, Any]:
-    n = len(self)
-    if not -n <= int(index) < n:
-      return self.source[index]  # the source's own error
-    key = int(index) % n
+    key = input_pipeline.check_index(index, len(self), 'records') % len(self)
     record = self._cache.get(key)
     if record is None:
       record = self.source[key]

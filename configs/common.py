@@ -67,6 +67,9 @@ def _input(dataset: str) -> Config:
       eval_resize='none', eval_resize_size=256,
       num_workers=0,   # grain worker processes (same stream as 0)
       cache_mb=0,      # decoded train records kept in memory, MiB/process
+      # The 'demo' sets (data/demo_data.py): crops per train photo, and
+      # which train photos (empty: all of demo_data.TRAIN_PHOTOS).
+      demo_crops=4, demo_photos=(),
   ))
 
 

@@ -56,6 +56,7 @@ def main(argv):
   from restorect_jax.data import image_io  # pylint: disable=g-import-not-at-top
   from restorect_jax.data import sources  # pylint: disable=g-import-not-at-top
   from restorect_jax.evaluation.evaluator import Evaluator  # pylint: disable=g-import-not-at-top
+  from restorect_jax.evaluation.reporting import DATASET_ROW  # pylint: disable=g-import-not-at-top
   from restorect_jax.inference import loading  # pylint: disable=g-import-not-at-top
   runtime.enable_compilation_cache()
   runtime.quiet_logging()
@@ -87,9 +88,17 @@ def main(argv):
           (f'student S2 (EMA, {student.default_steps} RF steps)',
            evaluator.run(student, records, seed=c2.seed))]
   proto = c2.evals.protocols[0]
-  table = ['| model | PSNR (dB) | SSIM |', '|---|---|---|']
+  names = sorted({row.image for row in rows[0][1].rows
+                  if row.protocol == proto and row.image != DATASET_ROW})
+  per_image = {name: {row.image: row.metrics['psnr'] for row in r.rows
+                      if row.protocol == proto} for name, r in rows}
+  table = ['| model | PSNR (dB) | SSIM | ' + ' | '.join(
+      f'PSNR {os.path.splitext(n)[0]}' for n in names) + ' |',
+           '|---|---|---|' + '---|' * len(names)]
   table += [f'| {name} | {r.means[proto]["psnr"]:.2f} | '
-            f'{r.means[proto]["ssim"]:.4f} |' for name, r in rows]
+            f'{r.means[proto]["ssim"]:.4f} | ' + ' | '.join(
+                f'{per_image[name][n]:.2f}' for n in names) + ' |'
+            for name, r in rows]
   print(f'{len(records)} test images, {proto} protocol:')
   print('\n'.join(table))
 
@@ -101,7 +110,8 @@ def main(argv):
     image_io.write_png(np.asarray(strip), os.path.join(
         out_dir, f'compare_{o.name}.png'), overwrite=True)
   summary = {name: {'psnr': r.means[proto]['psnr'],
-                    'ssim': r.means[proto]['ssim'], 'n': r.n}
+                    'ssim': r.means[proto]['ssim'], 'n': r.n,
+                    'psnr_per_image': per_image[name]}
              for name, r in rows}
   with open(os.path.join(root, 'demo_results.json'), 'w') as f:
     json.dump(summary, f, indent=1)

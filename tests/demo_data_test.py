@@ -217,6 +217,27 @@ class RebuildTest(_TmpDirTest):
     self.assertLen(os.listdir(os.path.join(out, 'train', 'low')), 6)
     self.assertEmpty([n for n in os.listdir(out) if n.startswith('.')])
 
+  def test_train_photos_subset(self):
+    out = os.path.join(self.root, 'subset')
+    full = demo_data.make_demo_pairs(out, seed=0, **self.KW)
+    sub = demo_data.make_demo_pairs(
+        out, seed=0, train_photos=('rocket', 'astronaut'), **self.KW
+    )
+    self.assertEqual(sub['params']['train_photos'], ['rocket', 'astronaut'])
+    self.assertEqual(
+        sorted(os.listdir(os.path.join(out, 'train', 'low'))),
+        ['astronaut-00.png', 'astronaut-01.png', 'rocket-00.png',
+         'rocket-01.png'],
+    )
+    # A photo's crops and draws do not depend on which others are in.
+    for rel, digest in sub['files'].items():
+      self.assertEqual(digest, full['files'][rel], rel)
+    for bad in ((), ('rocket', 'rocket'), ('coffee',), ('nope',)):
+      with self.assertRaisesRegex(ValueError, 'train_photos'):
+        demo_data.make_demo_pairs(
+            os.path.join(self.root, 'bad'), train_photos=bad, **self.KW
+        )
+
   def test_refuses_foreign_folders(self):
     out = os.path.join(self.root, 'foreign')
     os.makedirs(os.path.join(out, 'train'))

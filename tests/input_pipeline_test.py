@@ -1,5 +1,6 @@
 """Tests for restorect_jax.data.input_pipeline on small generated PNG pairs."""
 
+import json
 import multiprocessing
 import os
 import shutil
@@ -847,6 +848,23 @@ class CachedSourceTest(_TmpDirTest):
     clone[0]
     self.assertEqual(clone.source.reads[-1], 0)
     self.assertEqual(clone.max_bytes, one)
+
+
+class DemoSetFromConfigTest(_TmpDirTest):
+
+  def test_demo_config_builds_its_train_photos(self):
+    from restorect_jax import config_lib  # pylint: disable=g-import-not-at-top
+    from restorect_jax.data import sources  # pylint: disable=g-import-not-at-top
+    c = config_lib.load(config_lib.repo_configs('demo.py'), 'stage=s1')
+    c.input.data_dir = os.path.join(self.root, 'demo')
+    root = sources.data_dir(c, self.root)
+    with open(os.path.join(root, 'manifest.json')) as f:
+      params = json.load(f)['params']
+    self.assertEqual(params['train_photos'], list(c.input.demo_photos))
+    self.assertNotIn('immunohistochemistry', params['train_photos'])
+    self.assertEqual(params['train_crops_per_image'], c.input.demo_crops)
+    self.assertLen(os.listdir(os.path.join(root, 'train', 'low')),
+                   len(c.input.demo_photos) * c.input.demo_crops)
 
 
 if __name__ == '__main__':

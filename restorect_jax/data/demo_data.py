@@ -459,6 +459,7 @@ def _params(
     train_crops_per_image: int,
     degradation: str = 'low_light',
     noise_sigma: float = NOISE_SIGMA,
+    train_photos: Sequence[str] = TRAIN_PHOTOS,
 ) -> dict[str, Any]:
   import skimage  # pylint: disable=g-import-not-at-top
 
@@ -467,7 +468,7 @@ def _params(
       'size': size,
       'train_crops_per_image': train_crops_per_image,
       'test_shape': list(_test_shape(size)),
-      'train_photos': list(TRAIN_PHOTOS),
+      'train_photos': list(train_photos),
       'test_photos': list(TEST_PHOTOS),
       'photo_source': f'scikit-image {skimage.__version__} skimage.data',
       'degradation': _degradation_params(degradation, noise_sigma),
@@ -571,7 +572,7 @@ def _build(
   seed, size = params['seed'], params['size']
   degrade = _degrader(degradation, noise_sigma)
   items = []  # (split, name, photo, gt, box)
-  for photo_name in TRAIN_PHOTOS:
+  for photo_name in params['train_photos']:
     photo = _load_photo(photo_name)
     crops = _train_crops(
         photo,
@@ -631,6 +632,7 @@ def make_demo_pairs(
     train_crops_per_image: int = 4,
     degradation: str = 'low_light',
     noise_sigma: float = NOISE_SIGMA,
+    train_photos: Sequence[str] = TRAIN_PHOTOS,
 ) -> dict:
   """Builds (or reuses) a paired demo set under ``out_dir``.
 
@@ -654,6 +656,8 @@ def make_demo_pairs(
       ``'noise'`` (see the module docstring).
     noise_sigma: noise std in 0..255 units for ``degradation='noise'``
       (ignored otherwise).
+    train_photos: which of :data:`TRAIN_PHOTOS` the train crops come from
+      (in this order; default all).
 
   Returns:
     The manifest: ``params``, ``pairs`` (split, name, photo, box and the
@@ -677,10 +681,19 @@ def make_demo_pairs(
   if degradation == 'noise' and not noise_sigma >= 0:
     raise ValueError(f'noise_sigma must be >= 0, got {noise_sigma}.')
   _degrader(degradation, noise_sigma)  # Unknown names fail here.
+  train_photos = tuple(train_photos)
+  unknown = sorted(set(train_photos) - set(TRAIN_PHOTOS))
+  if unknown or not train_photos or len(set(train_photos)) < len(
+      train_photos):
+    raise ValueError(
+        f'train_photos must be distinct names from {TRAIN_PHOTOS}, got '
+        f'{train_photos}.'
+    )
   if degradation != 'noise':
     noise_sigma = NOISE_SIGMA  # Not recorded: no spurious rebuilds.
   params = _params(
-      seed, size, train_crops_per_image, degradation, noise_sigma
+      seed, size, train_crops_per_image, degradation, noise_sigma,
+      train_photos
   )
   os.makedirs(out_dir, exist_ok=True)
   existing = _is_complete(out_dir, params)
@@ -745,6 +758,11 @@ def main(argv: Sequence[str] | None = None) -> int:
       help='Random crops per train photo.',
   )
   parser.add_argument(
+      '--train_photos',
+      default=','.join(TRAIN_PHOTOS),
+      help='Comma-separated train photos (default: all).',
+  )
+  parser.add_argument(
       '--degradation',
       choices=DEGRADATIONS,
       default='low_light',
@@ -764,6 +782,7 @@ def main(argv: Sequence[str] | None = None) -> int:
       train_crops_per_image=args.train_crops_per_image,
       degradation=args.degradation,
       noise_sigma=args.noise_sigma,
+      train_photos=[p for p in args.train_photos.split(',') if p],
   )
   print(
       f'{args.out}: {manifest["num_train"]} train pairs, '

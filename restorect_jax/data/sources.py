@@ -31,7 +31,11 @@ def data_dir(config: Config, workdir: str) -> str:
     from restorect_jax.data import demo_data  # pylint: disable=g-import-not-at-top
     root = root or os.path.join(workdir, 'demo_data')
     if jax.process_index() == 0:
-      demo_data.make_demo_pairs(root, seed=config.seed)
+      demo_data.make_demo_pairs(
+          root, seed=config.seed,
+          train_crops_per_image=inp.get('demo_crops', 4),
+          train_photos=(tuple(inp.get('demo_photos', ()))
+                        or demo_data.TRAIN_PHOTOS))
     sharding.sync_processes('demo_data')
   return root
 

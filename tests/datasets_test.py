@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from unittest import mock
 import warnings
 
 import grain
@@ -144,6 +145,16 @@ class BuildersTest(_TmpTest):
     self.assertEqual(covered, set(datasets.BUILDERS))
     for cls in datasets.BUILDERS.values():
       self.assertIn('<- --manual_dir', cls.MANUAL_DOWNLOAD_INSTRUCTIONS)
+
+  def test_unprepared_builders_leave_no_temporary_folders(self):
+    # tfds' DatasetInfo.initialize_from_bucket made an empty tmp*tfds
+    # folder per builder (never removed) whenever no prepared version exists.
+    scratch = os.path.join(self.tmp, 'scratch')
+    os.makedirs(scratch)
+    with mock.patch.object(tempfile, 'tempdir', scratch):
+      for name in datasets.BUILDERS:
+        datasets.registry.builder(name, os.path.join(self.tmp, 'none'))
+    self.assertEqual(os.listdir(scratch), [])
 
   @parameterized.named_parameters(
       (name.replace('/', '_'), name) for name in sorted(fx.MAKERS))

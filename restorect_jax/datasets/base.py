@@ -120,6 +120,20 @@ def _instructions(tree: str) -> str:
           '--dataset=NAME --manual_dir=DIR). Expected tree:\n' + tree)
 
 
+class _CodeDatasetInfo(tfds.core.DatasetInfo):
+  """A DatasetInfo that never looks on GCS for pre-computed info.
+
+  tfds calls ``initialize_from_bucket`` whenever a builder's data dir holds
+  no prepared version (every layout-only builder of the registry); it makes
+  a temporary folder before finding GCS disabled and never removes it: 15
+  empty ``/tmp/tmp*tfds`` folders left by every process that read the
+  registry. These builders' info lives in code.
+  """
+
+  def initialize_from_bucket(self) -> None:
+    return None
+
+
 class RestorationBuilder(tfds.core.GeneratorBasedBuilder,
                          skip_registration=True):
   """Base of every builder: manual folder → PNG records + metadata.
@@ -212,7 +226,7 @@ class RestorationBuilder(tfds.core.GeneratorBasedBuilder,
                                         encoding_format='png')
     features = {role: image() for role in KINDS[self.KIND]}
     features['name'] = tfds.features.Text()
-    return tfds.core.DatasetInfo(
+    return _CodeDatasetInfo(
         builder=self,
         description=(self.__doc__ or '').strip(),
         features=tfds.features.FeaturesDict(features),

@@ -1,6 +1,8 @@
 """Test-wide setup: 8 fake CPU devices and float32 matmuls, before JAX loads."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
 os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=8')
@@ -11,6 +13,13 @@ os.environ.setdefault('JAX_COMPILATION_CACHE_DIR',
                       os.path.join(tempfile.gettempdir(),
                                    'restorect_jax_test_xla_cache'))
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '1')
+# Everything else a test (or a CLI it starts) writes through tempfile goes
+# into one folder per process, removed at exit: many tests make
+# mkdtemp() workdirs and leave them.
+_SCRATCH = tempfile.mkdtemp(prefix='restorect_jax_tests_')
+atexit.register(shutil.rmtree, _SCRATCH, ignore_errors=True)
+tempfile.tempdir = _SCRATCH
+os.environ['TMPDIR'] = _SCRATCH
 
 import jax  # noqa: E402  pylint: disable=g-import-not-at-top
 

@@ -16,7 +16,9 @@ Layout written by :func:`make_demo_pairs` (the same for every degradation;
 
 Ground truth (``high``): the photo as RGB uint8. Train pairs are
 ``train_crops_per_image`` random ``size``×``size`` crops from each train photo
-after an area resize of its short side to ``2 * size``; test pairs are whole
+(``train_photos``: all of :data:`TRAIN_PHOTOS` unless a subset is named; a
+photo's crops and draws do not depend on the others) after an area resize
+of its short side to ``2 * size``; test pairs are whole
 held-out natural photos (``coffee``, ``chelsea``), centre-cropped to a 3:4
 aspect and area-resized to ``(1.5 * size, 2 * size)`` (192×256 for the default
 ``size=128``), both rounded down to multiples of 8. The ground truth does not
@@ -54,7 +56,7 @@ that draws its parameters first, then its noise or streaks:
 
 Every pair's random draws come from
 ``np.random.default_rng([seed, crc32(name), 1])``, so each set is a pure
-function of (photo, seed, size, train_crops_per_image, degradation,
+function of (photos, seed, size, train_crops_per_image, degradation,
 noise_sigma).
 
 Build from the command line::

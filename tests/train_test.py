@@ -102,6 +102,15 @@ def _all_equal(a, b):
                                                   jax.tree.leaves(b)))
 
 
+def _equal_to_rounding(a, b):
+  """Gradients of two programs that differ only in dead terms: equal up to
+  float32 rounding (the programs fuse differently; a gradient that leaks
+  through a switch moves them by far more)."""
+  la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+  return len(la) == len(lb) and all(
+      np.allclose(x, y, rtol=1e-5, atol=1e-8) for x, y in zip(la, lb))
+
+
 class OneStepTest(parameterized.TestCase):
   """One step of each stage: finite, frozen parts bit-identical, EMA moved."""
 
@@ -187,12 +196,12 @@ class SwitchTest(absltest.TestCase):
     c_off.losses.kd_weight = 0.0
     c_off.losses.flex_weight = 0.0
     g_off, _ = _grads(c_off)
-    self.assertTrue(_all_equal(g_on, g_off))
+    self.assertTrue(_equal_to_rounding(g_on, g_off))
     g_kd, _ = _grads(_config('s2', kd_gradient=True))
-    self.assertFalse(_all_equal(_sub(g_kd, 'model.img_denoise'),
-                                _sub(g_on, 'model.img_denoise')))
-    self.assertFalse(_all_equal(_sub(g_kd, 'model.rex_condition'),
-                                _sub(g_on, 'model.rex_condition')))
+    self.assertFalse(_equal_to_rounding(
+        _sub(g_kd, 'model.img_denoise'), _sub(g_on, 'model.img_denoise')))
+    self.assertFalse(_equal_to_rounding(
+        _sub(g_kd, 'model.rex_condition'), _sub(g_on, 'model.rex_condition')))
 
   def test_flex_target(self):
     def g_with(target, weight):
@@ -201,11 +210,12 @@ class SwitchTest(absltest.TestCase):
       return _grads(c)
     g_p, m_p = g_with('priors', 0.5)
     g_p0, _ = g_with('priors', 0.0)
-    self.assertTrue(_all_equal(g_p, g_p0))  # FLEX on priors: no gradient
+    # FLEX on priors: no gradient.
+    self.assertTrue(_equal_to_rounding(g_p, g_p0))
     g_d, m_d = g_with('decoder', 0.5)
     g_d0, _ = g_with('decoder', 0.0)
-    self.assertFalse(_all_equal(_sub(g_d, 'model.G.decoder_level1'),
-                                _sub(g_d0, 'model.G.decoder_level1')))
+    self.assertFalse(_equal_to_rounding(_sub(g_d, 'model.G.decoder_level1'),
+                                        _sub(g_d0, 'model.G.decoder_level1')))
     self.assertNotEqual(float(m_p['loss_flex']), float(m_d['loss_flex']))
 
   def test_learnable_constraints(self):
@@ -215,7 +225,7 @@ class SwitchTest(absltest.TestCase):
     g_on, _ = _grads(_config('s1', learnable_constraints=True))
     self.assertNotEqual(float(g_on['constraints']['aniso_s']), 0.0)
     self.assertNotEqual(float(g_on['constraints']['hvi_k']), 0.0)
-    self.assertTrue(_all_equal(g_on['model'], g_off['model']))
+    self.assertTrue(_equal_to_rounding(g_on['model'], g_off['model']))
 
   def test_layer_norm_type(self):
     c = _config('s1')
@@ -232,8 +242,8 @@ class SwitchTest(absltest.TestCase):
     g_c, m_c = _grads(_config('s2', continuous_time=True), phase=1)
     self.assertNotEqual(float(m_d['loss_velocity_img']),
                         float(m_c['loss_velocity_img']))
-    self.assertFalse(_all_equal(_sub(g_d, 'model.img_denoise'),
-                                _sub(g_c, 'model.img_denoise')))
+    self.assertFalse(_equal_to_rounding(
+        _sub(g_d, 'model.img_denoise'), _sub(g_c, 'model.img_denoise')))
 
 
 class LossDecreaseTest(absltest.TestCase):

@@ -88,10 +88,10 @@ def main(argv):
           (f'student S2 (EMA, {student.default_steps} RF steps)',
            evaluator.run(student, records, seed=c2.seed))]
   proto = c2.evals.protocols[0]
-  names = sorted({row.image for row in rows[0][1].rows
-                  if row.protocol == proto and row.image != DATASET_ROW})
   per_image = {name: {row.image: row.metrics['psnr'] for row in r.rows
-                      if row.protocol == proto} for name, r in rows}
+                      if row.protocol == proto and row.image != DATASET_ROW}
+               for name, r in rows}
+  names = sorted(per_image[rows[0][0]])
   table = ['| model | PSNR (dB) | SSIM | ' + ' | '.join(
       f'PSNR {os.path.splitext(n)[0]}' for n in names) + ' |',
            '|---|---|---|' + '---|' * len(names)]

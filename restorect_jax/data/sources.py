@@ -76,8 +76,8 @@ def train_source(config: Config, workdir: str) -> Any:
 class CachedSource:
   """A record source that keeps decoded records in memory, up to a budget.
 
-  Small training sets (the demo's 24 pairs) are read every step; decoding
-  the same PNGs again costs about a millisecond per file. Records are
+  Small training sets (the demo's few dozen pairs) are read every step;
+  decoding the same PNGs again costs about a millisecond per file. Records are
   kept until ``max_bytes`` of arrays are held (later ones are read from
   the source every time) and each access returns fresh copies, so the
   pipeline sees exactly what the source returns. Worker processes (grain)

@@ -82,11 +82,14 @@ def main(argv):
   teacher = loading.from_workdir(s1_dir)
   student = loading.from_workdir(s2_dir)
   evaluator = Evaluator(c2.evals.protocols, keep_outputs=len(records))
+  # --rf_steps wins over the steps the S2 workdir was trained with (a
+  # finished workdir is evaluated again at the new count, not skipped).
+  rf_steps = _RF_STEPS.value or student.default_steps
   rows = [('degraded input', evaluator.run(student, records, steps=0)),
           ('teacher S1 (EMA; sees GT, privileged)',
            evaluator.run(teacher, records)),
-          (f'student S2 (EMA, {student.default_steps} RF steps)',
-           evaluator.run(student, records, seed=c2.seed))]
+          (f'student S2 (EMA, {rf_steps} RF steps)',
+           evaluator.run(student, records, steps=rf_steps, seed=c2.seed))]
   proto = c2.evals.protocols[0]
   per_image = {name: {row.image: row.metrics['psnr'] for row in r.rows
                       if row.protocol == proto and row.image != DATASET_ROW}

@@ -52,8 +52,7 @@ def _hlo(formulation: str, fsdp: int = 1) -> str:
            'gt': jnp.zeros((BATCH, SIZE, SIZE, CHANNELS)),
            'z': jnp.zeros((BATCH, 256))}
   batch = jax.device_put(batch, sharding.data_sharding(mesh))
-  compiled = step.lower(state, batch, {}).compile(
-      compiler_options={'xla_cpu_use_fusion_emitters': False})
+  compiled = step.lower(state, batch, {}).compile()
   return compiled.as_text()
 
 

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import socket
 import subprocess
 import sys
 import tempfile
-from unittest import mock
 
 from absl.testing import absltest
 from absl.testing import parameterized
@@ -33,15 +33,12 @@ from jax.sharding import PartitionSpec as P
 import numpy as np
 
 from restorect_jax import methods
-from restorect_jax import models
 from restorect_jax import train
 from restorect_jax.core import checkpointing
 from restorect_jax.core import optim
 from restorect_jax.core import sharding
 from restorect_jax.core import train_step
 from restorect_jax.core.train_state import TrainState
-from restorect_jax.methods.irflow import method as irflow_method
-from restorect_jax.methods.restorect import method as restorect_method
 import testutil
 
 sys.path.insert(0, str(testutil.REPO))
@@ -50,9 +47,6 @@ from configs import restorect_s1  # noqa: E402  pylint: disable=g-import-not-at-
 from configs import restorect_s2  # noqa: E402  pylint: disable=g-import-not-at-top
 
 _B, _P = 8, 16  # one 16×16 image per fake device
-# XLA:CPU compiles these steps ~3x faster without the fusion emitters
-# (same numerics to float rounding).
-_XLA = {'xla_cpu_use_fusion_emitters': False}
 _STEPS = {'s1': 'main', 's2_phase1': 'phase1', 's2_phase2': 'phase2',
           'irflow': 'main'}
 
@@ -83,20 +77,12 @@ def _config(case: str, **overrides):
   return c
 
 
-def _fast_init(module, seed, *args, **kwargs):
-  """``models.init_variables`` compiled with :data:`_XLA` as well."""
-  return models.init_variables(module, seed, *args, compiler_options=_XLA,
-                               **kwargs)
-
-
 @functools.lru_cache(maxsize=None)
 def _host_setup(case: str):
   """Frozen nets and fresh params of a stage, as host (numpy) trees."""
   c = _config(case)
   teacher = _host_setup('s1')[1]['model'] if c.stage == 's2' else None
-  with mock.patch.object(restorect_method, 'init_variables', _fast_init), \
-      mock.patch.object(irflow_method, 'init_variables', _fast_init):
-    s = testutil.method_setup(c, teacher_params=teacher)
+  s = testutil.method_setup(c, teacher_params=teacher)
   return (jax.tree.map(np.asarray, s.frozen),
           jax.tree.map(np.asarray, s.params))
 
@@ -126,7 +112,7 @@ def _step(case: str, mesh, *, fsdp_min_size: int = sharding.FSDP_MIN_SIZE,
   state = sharding.place(state, shardings)
   fns = train_step.jit_phases(
       method.phases(c, models, schedules), mesh=mesh,
-      state_sharding=shardings, donate=True, compiler_options=_XLA)
+      state_sharding=shardings, donate=True)
   batch = sharding.shard_batch(_batch(), mesh)
   frozen = jax.device_put(frozen, sharding.replicated(mesh))
   before = jax.tree.leaves(state)
@@ -258,8 +244,11 @@ class MeshTest(parameterized.TestCase):
     out = tempfile.mkdtemp()
     procs = []
     for pid in range(2):
-      env = dict(os.environ,
-                 XLA_FLAGS='--xla_force_host_platform_device_count=4',
+      # The suite's XLA flags (conftest), with 4 devices per process.
+      flags = re.sub(r'--xla_force_host_platform_device_count=\S*', '',
+                     os.environ.get('XLA_FLAGS', ''))
+      flags += ' --xla_force_host_platform_device_count=4'
+      env = dict(os.environ, XLA_FLAGS=flags,
                  JAX_PLATFORMS='cpu',
                  JAX_COORDINATOR_ADDRESS=f'localhost:{port}',
                  JAX_NUM_PROCESSES='2', JAX_PROCESS_ID=str(pid))
@@ -307,7 +296,7 @@ def _toy_step(mesh, local_rows: slice | None = None) -> dict[str, np.ndarray]:
   step = train_step.jit_step(
       train_step.make_train_step(train_step.Phase(
           'main', loss_fn, ema_decay=0.9, schedule=lambda n: 1e-2)),
-      mesh=mesh, donate=True, compiler_options=_XLA)
+      mesh=mesh, donate=True)
   batch = _batch()
   if local_rows is not None:
     batch = {k: v[local_rows] for k, v in batch.items()}

@@ -78,7 +78,7 @@ def write_png16(path: str, arr: np.ndarray) -> str:
 
 
 def method_setup(config, frozen=None, *, teacher_params=None, mesh=None,
-                 state_sharding=None, donate=False, compiler_options=None):
+                 state_sharding=None, donate=False):
   """What ``train.train_and_evaluate`` builds, for tests of the pieces.
 
   Args:
@@ -86,7 +86,7 @@ def method_setup(config, frozen=None, *, teacher_params=None, mesh=None,
     frozen: frozen nets; default: seeded random DecomNets for RestoRect
       (plus ``teacher_params`` as the S2 teacher), nothing for IR-Flow.
     teacher_params: the S2 teacher's params (default: a fresh teacher).
-    mesh, state_sharding, donate, compiler_options: for the jitted steps
+    mesh, state_sharding, donate: for the jitted steps
       (``core.train_step.jit_phases``).
 
   Returns:
@@ -116,8 +116,7 @@ def method_setup(config, frozen=None, *, teacher_params=None, mesh=None,
   tx, schedules = method.optimizers(config, params)
   phases = method.phases(config, train_models, schedules)
   steps = train_step.jit_phases(phases, mesh=mesh,
-                                state_sharding=state_sharding, donate=donate,
-                                compiler_options=compiler_options)
+                                state_sharding=state_sharding, donate=donate)
   return types.SimpleNamespace(
       method=method, models=models, train_models=train_models, frozen=frozen,
       params=params, tx=tx, schedules=schedules, phases=phases, steps=steps)

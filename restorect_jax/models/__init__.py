@@ -145,7 +145,6 @@ def Model(name: str, variant: str = 'default', **overrides) -> nn.Module:  # pyl
 
 
 def init_variables(module: nn.Module, seed: int | jax.Array, *args,
-                   compiler_options: dict[str, Any] | None = None,
                    **kwargs) -> dict[str, Any]:
   """Jitted ``module.init`` with an ``unsafe_rbg`` key.
 
@@ -161,15 +160,12 @@ def init_variables(module: nn.Module, seed: int | jax.Array, *args,
     module: the Linen module.
     seed: an int seed, or a key whose data seeds the key.
     *args, **kwargs: example inputs for ``module.init``.
-    compiler_options: more XLA options for this compilation (e.g. the
-      tests' ``xla_cpu_use_fusion_emitters=False``).
   """
   if not isinstance(seed, int):
     seed = int(jax.random.randint(seed, (), 0, 2**31 - 1))
   key = jax.random.key(seed, impl='unsafe_rbg')
-  options = {'xla_llvm_disable_expensive_passes': True,
-             **(compiler_options or {})}
-  init = jax.jit(module.init, compiler_options=options)
+  init = jax.jit(module.init,
+                 compiler_options={'xla_llvm_disable_expensive_passes': True})
   return init(key, *args, **kwargs)
 
 

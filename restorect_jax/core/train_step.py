@@ -99,8 +99,8 @@ def jit_step(fn: Callable, *, mesh: Mesh | None = None,
     donate: donate the input state's buffers to the output state (the
       caller must not use the old state afterwards).
     compiler_options: XLA options for this step's compilation, e.g.
-      ``{'xla_cpu_use_fusion_emitters': False}`` (3x faster XLA:CPU
-      compiles of these networks; the tests use it).
+      ``{'xla_backend_optimization_level': 1}``
+      (``benchmarks/compile_bench.py`` passes its option sets here).
   """
   kw = dict(donate_argnums=(0,) if donate else (),
             compiler_options=compiler_options)

@@ -135,7 +135,7 @@ def train_and_evaluate(config: Config, workdir: str) -> dict[str, Any]:
   models = method.models(config)
   frozen = method.frozen(config, workdir)
   metadata = {'config': json.loads(config.to_json_best_effort()),
-              'method': method.name, 'teacher': method.provenance(config)}
+              'method': method.name, 'provenance': method.provenance(config)}
 
   # ---- state ----------------------------------------------------------------
   params = method.init(config, models, frozen)
@@ -143,7 +143,7 @@ def train_and_evaluate(config: Config, workdir: str) -> dict[str, Any]:
   state = TrainState.create(params, tx, jax.random.PRNGKey(config.seed))
   state_sharding = state_shardings(config, state, mesh)
   # Fresh buffers: the steps donate the state, which must not share any with
-  # other arrays (the student's G starts as the frozen teacher's G).
+  # other arrays (a method's fresh params may alias its frozen networks).
   state = sharding.place(state, state_sharding)
   frozen_on_mesh = jax.device_put(frozen, sharding.replicated(mesh))
   ckpt = checkpointing.Checkpointer(checkpointing.checkpoint_dir(workdir),

@@ -109,6 +109,25 @@ class DigestTest(absltest.TestCase):
     np.testing.assert_array_equal(state.params['w'], np.full((64, 64), 7.0))
     del workdir
 
+  def test_resume_warns_when_the_recorded_provenance_changed(self):
+    for key in ('provenance', 'teacher'):  # 'teacher': older checkpoints
+      workdir = tempfile.mkdtemp()
+      ckpt = checkpointing.Checkpointer(
+          checkpointing.checkpoint_dir(workdir), max_to_keep=5)
+      ckpt.save(1, _state(1.0), {'pos': 1},
+                {key: {'path': '/s1', 'sha256': 'aaa'}})
+      ckpt.close()
+      same = {'provenance': {'path': '/s1', 'sha256': 'aaa'}}
+      with self.assertNoLogs(level='WARNING'):
+        ckpt.restore_latest_good(_state(0.0), same)
+      changed = {'provenance': {'path': '/s1', 'sha256': 'bbb'}}
+      with self.assertLogs(level='WARNING') as logs:
+        state, _ = ckpt.restore_latest_good(_state(0.0), changed)
+      self.assertIn('changed since it started', logs.output[0])
+      self.assertIn('aaa', logs.output[0])
+      self.assertIn('bbb', logs.output[0])
+      np.testing.assert_array_equal(state.params['w'], np.full((64, 64), 1.0))
+
   def test_checkpoints_without_digests_still_load(self):
     workdir, _ = _saved_run()
     os.remove(os.path.join(workdir, 'checkpoint_digests.json'))

@@ -81,6 +81,14 @@ def _unreadable(directory: str, step: int, e: Exception
       f'be read ({type(e).__name__}: {first[:300]}).')
 
 
+def provenance(metadata: dict[str, Any]) -> dict[str, Any] | None:
+  """What a run's metadata records about its inputs (``Method.provenance``).
+
+  Checkpoints written before the key was generic hold it as ``'teacher'``.
+  """
+  return metadata.get('provenance', metadata.get('teacher'))
+
+
 class Checkpointer:
   """Saves (asynchronously) and restores a run; keeps the last
   ``max_to_keep`` steps and a SHA-256 of every file of each."""
@@ -173,11 +181,10 @@ class Checkpointer:
                         first[:400])
         damaged.append(step)
         continue
-      if metadata.get('teacher') and meta.get('teacher') and (
-          meta['teacher'].get('sha256') !=
-          metadata['teacher'].get('sha256')):
-        logging.warning('The teacher checkpoint changed since this run '
-                        'started (%s).', meta['teacher'])
+      now, then = provenance(metadata), provenance(meta)
+      if now and then and now.get('sha256') != then.get('sha256'):
+        logging.warning('The checkpoint this run was built from changed '
+                        'since it started (then %s, now %s).', then, now)
       self._set_aside(damaged)
       if damaged:
         logging.warning('Resumed from checkpoint step %d.', step)
